@@ -1,0 +1,104 @@
+"""What a style-transfer job asks for, what it reports while running, and what it returns.
+
+These plain dataclasses are the whole contract between the engine, the executor pool and
+its callers: they pickle across process boundaries and carry no torch objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+
+Optimizer = Literal["lbfgs", "adam"]
+Init = Literal["content", "noise", "style"]
+ColorMode = Literal["none", "luminance", "histogram"]
+Quality = Literal["fast", "balanced", "high"]
+Pooling = Literal["max", "avg"]
+
+DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
+DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+@dataclass(frozen=True)
+class StyleRequest:
+    """One style-transfer job.
+
+    Images travel as encoded bytes (PNG/JPEG/...) so a request is small, picklable and
+    decoded, with the pixel cap, where it runs. ``size`` and ``steps`` left as ``None``
+    take the values of ``quality``'s preset.
+    """
+
+    content: bytes
+    styles: tuple[bytes, ...]
+    style_blend: tuple[float, ...] | None = None
+    quality: Quality = "balanced"
+    size: int | None = None
+    steps: int | None = None
+    optimizer: Optimizer = "lbfgs"
+    init: Init = "content"
+    seed: int | None = None
+    content_weight: float = 1.0
+    style_weight: float = 1.0
+    tv_weight: float = 0.0
+    content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
+    style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
+    style_layer_weights: tuple[float, ...] | None = None
+    style_scale: float = 1.0
+    preserve_colors: ColorMode = "none"
+    pooling: Pooling = "max"
+    multiscale: bool | None = None
+    weights: str = "caffe"
+    max_input_pixels: int = 40_000_000
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """Weighted loss terms at one point of the optimisation."""
+
+    content: float
+    style: float
+    tv: float
+    total: float
+
+
+@dataclass(frozen=True)
+class LossSummary:
+    initial: LossTerms
+    final: LossTerms
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported every few evaluations while a job runs."""
+
+    iteration: int
+    total: int
+    losses: LossTerms
+    preview: bytes | None = None
+
+
+@dataclass(frozen=True)
+class StyleResult:
+    """A finished job: ``image`` is an RGB uint8 array of shape (height, width, 3)."""
+
+    image: np.ndarray
+    losses: LossSummary
+    evaluations: int
+    seconds: float
+    device: str
+    seed: int
+    weights: str
+    width: int = field(init=False)
+    height: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "height", int(self.image.shape[0]))
+        object.__setattr__(self, "width", int(self.image.shape[1]))
+
+
+class CancelToken(Protocol):
+    """Anything with ``is_set()``: threading.Event, multiprocessing.Event, ..."""
+
+    def is_set(self) -> bool: ...
