@@ -31,6 +31,10 @@ class BrokenImage(ImageError):
     """A known format whose data is truncated or corrupt."""
 
 
+class BadDimensions(ImageError):
+    """An image whose shape cannot be styled (far too thin or too flat)."""
+
+
 class WeightsUnavailable(EngineError):
     """The VGG19 weights could not be loaded (offline, missing file, wrong layout)."""
 

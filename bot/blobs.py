@@ -1,0 +1,72 @@
+"""Files the durable store points at: source images (by content hash) and finished images.
+
+Source images are stored once per content, so the buttons under a result (re-run, more
+style...) can start new jobs from them days later without asking Discord again.
+Every write goes to a temporary file first and is renamed into place, so a crash never
+leaves half a file under a real name.  Methods are synchronous: call them through
+``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+
+class BlobStore:
+    """Files under ``root``: ``sources/<sha256>`` and ``results/<job id>.png``."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self._sources = self.root / "sources"
+        self._results = self.root / "results"
+        for folder in (self._sources, self._results):
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def put_source(self, data: bytes) -> str:
+        """Store a source image; return its key (the SHA-256 of its bytes)."""
+        key = hashlib.sha256(data).hexdigest()
+        path = self._sources / key
+        if not path.exists():
+            _write_atomically(path, data)
+        return key
+
+    def source(self, key: str) -> bytes:
+        return (self._sources / key).read_bytes()
+
+    def put_result(self, job_id: str, png: bytes) -> None:
+        _write_atomically(self._results / f"{job_id}.png", png)
+
+    def result(self, job_id: str) -> bytes | None:
+        path = self._results / f"{job_id}.png"
+        return path.read_bytes() if path.exists() else None
+
+    def delete_results(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            (self._results / f"{job_id}.png").unlink(missing_ok=True)
+
+    def delete_sources_except(self, keep: set[str], min_age_s: float = 3600.0) -> int:
+        """Remove source images no remaining job refers to; return how many were removed.
+
+        Files younger than ``min_age_s`` stay: a job being accepted stores its images just
+        before its row, and must not lose them to a clean-up running in between.
+        """
+        cutoff = time.time() - min_age_s
+        removed = 0
+        for path in self._sources.iterdir():
+            if path.name in keep or path.name.endswith(".tmp") or path.stat().st_mtime > cutoff:
+                continue
+            path.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with temporary.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)

@@ -1,0 +1,88 @@
+"""What the buttons under a job do: cancel it, or start a new job from its images.
+
+Buttons outlive the process that posted them; everything they need comes from the
+durable store by job id (see :mod:`bot.views`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.intake import Refusal
+from bot.jobs import STYLE_STRENGTH_RANGE, JobParams, new_seed
+from bot.runner import SourceMissing
+
+if TYPE_CHECKING:
+    from bot.app import NSTBot
+
+
+async def handle_job_button(bot: NSTBot, action: str, job_id: str, interaction: discord.Interaction) -> None:
+    """Dispatch a press of one of our buttons."""
+    if action == "cancel":
+        await _cancel(bot, job_id, interaction)
+    else:
+        await _derive(bot, action, job_id, interaction)
+
+
+async def _cancel(bot: NSTBot, job_id: str, interaction: discord.Interaction) -> None:
+    active = bot.runner.active(job_id)
+    record = active.record if active is not None else await bot.store.get(job_id)
+    if record is None:
+        await interaction.response.send_message("This job no longer exists.", ephemeral=True)
+        return
+    is_requester = interaction.user.id == record.user_id
+    if not is_requester and not interaction.permissions.manage_messages:
+        await interaction.response.send_message(
+            f"Only <@{record.user_id}>, who asked for this job, or a moderator can cancel it.",
+            ephemeral=True,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        return
+    reason = "Cancelled by its requester." if is_requester else f"Cancelled by <@{interaction.user.id}>."
+    if not bot.runner.cancel(job_id, reason):
+        await interaction.response.send_message("This job has already finished.", ephemeral=True)
+        return
+    # The runner edits the message to "Cancelled" as soon as the pool confirms.
+    await interaction.response.defer()
+
+
+def derive_params(params: JobParams, action: str) -> JobParams:
+    """The parameters of the job a button starts from ``params``; raises Refusal if nothing would change."""
+    low, high = STYLE_STRENGTH_RANGE
+    if action == "rerun":
+        return params.with_changes(seed=new_seed())
+    if action == "more":
+        if params.style_strength >= high:
+            raise Refusal(f"The style is already at its strongest (×{high:g}).", "options")
+        return params.with_changes(style_strength=min(high, params.style_strength * 2))
+    if action == "less":
+        if params.style_strength <= low:
+            raise Refusal(f"The style is already at its weakest (×{low:g}).", "options")
+        return params.with_changes(style_strength=max(low, params.style_strength / 2))
+    if action == "colors":
+        return params.with_changes(preserve_colors=not params.preserve_colors)
+    raise ValueError(f"unknown button action {action!r}")
+
+
+async def _derive(bot: NSTBot, action: str, job_id: str, interaction: discord.Interaction) -> None:
+    received_at = time.time()
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    try:
+        source = await bot.store.get(job_id)
+        if source is None:
+            raise Refusal("This result is too old: its images are no longer kept. Please run /stylize again.", "expired")
+        await bot.intake.gate(interaction)
+        params = derive_params(source.params, action)
+        record = bot.intake.new_record(
+            interaction, params, source.content_blob, source.style_ref, received_at, parent_id=source.id
+        )
+        try:
+            await bot.intake.accept(interaction, record, [])
+        except SourceMissing as exc:
+            await bot.store.delete(record.id)
+            raise Refusal(f"I cannot start this job again: {exc}. Please run /stylize again.", "expired") from None
+    except Refusal as exc:
+        await bot.intake.refuse(interaction, exc)

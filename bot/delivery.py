@@ -1,0 +1,222 @@
+"""Posting and editing a job's messages, and delivering its final answer exactly once.
+
+A job's messages are reached through its interaction's webhook (application id + token),
+not through the :class:`discord.Interaction` object, so the same code serves a job
+accepted a second ago and one resumed after a restart.  Interaction tokens live 15
+minutes; after that the final answer goes to the channel as a normal message that
+mentions the requester.
+
+Exactly once: before sending the final answer the store records "sending" and how (edit
+or channel message).  Editing the status message is naturally idempotent.  For a channel
+message, a restart that finds "sending" first looks for the message in the channel, and
+the message carries a nonce that Discord deduplicates, so a crash between sending and
+recording does not produce a second answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import aiohttp
+import discord
+
+from bot.config import DeliveryConfig
+from bot.jobs import JobRecord
+from bot.render import FINAL_TITLES, Outgoing, job_footer
+from bot.store import JobStore
+
+log = logging.getLogger("bot.delivery")
+
+T = TypeVar("T")
+
+# How far back in a channel a restarted bot looks for a final message it may already have sent.
+_HISTORY_LIMIT = 50
+
+
+def _utc(timestamp: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc)
+
+
+class DeliveryFailed(Exception):
+    """The final answer could not be delivered, and retrying will not help."""
+
+
+async def with_retries(action: Callable[[], Awaitable[T]], *, config: DeliveryConfig, what: str) -> T:
+    """Run ``action``, retrying server errors, network errors and rate limits with backoff.
+
+    discord.py already retries a 5xx a few times and waits out 429s that Discord marks as
+    its own; this outer loop covers what is left: a longer outage, a dropped connection, a
+    429 from a proxy, or a rate limit longer than discord.py is willing to sleep.
+    """
+    for attempt in range(1, config.attempts + 1):
+        try:
+            return await action()
+        except discord.RateLimited as exc:
+            delay = exc.retry_after
+        except discord.DiscordServerError:
+            delay = config.backoff_s * 2 ** (attempt - 1)
+        except discord.HTTPException as exc:
+            if exc.status != 429:
+                raise
+            delay = _retry_after(exc, config.backoff_s * 2 ** (attempt - 1))
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            delay = config.backoff_s * 2 ** (attempt - 1)
+        if attempt == config.attempts:
+            break
+        log.warning("%s failed (attempt %d of %d); retrying in %.1f s", what, attempt, config.attempts, delay)
+        await asyncio.sleep(delay)
+    raise DeliveryFailed(f"{what} still failing after {config.attempts} attempts")
+
+
+def _retry_after(exc: discord.HTTPException, default: float) -> float:
+    header = exc.response.headers.get("Retry-After") if exc.response is not None else None
+    try:
+        return float(header) if header is not None else default
+    except ValueError:
+        return default
+
+
+class Delivery:
+    """Sends a job's status updates (best effort) and its final answer (exactly once)."""
+
+    def __init__(self, client: discord.Client, store: JobStore, config: DeliveryConfig) -> None:
+        self._client = client
+        self._store = store
+        self._config = config
+
+    def _webhook(self, record: JobRecord) -> discord.Webhook:
+        return discord.Webhook.partial(record.application_id, record.interaction_token, client=self._client)
+
+    def token_valid(self, record: JobRecord) -> bool:
+        return record.token_valid(time.time(), self._config.token_margin_s)
+
+    async def post_status(self, record: JobRecord, message: Outgoing) -> int | None:
+        """Post the public status message of a new job; return its id, or None if that failed."""
+        if not self.token_valid(record):
+            return None
+        try:
+            sent = await with_retries(
+                lambda: self._webhook(record).send(
+                    embed=message.embed,
+                    files=message.discord_files(),
+                    view=message.view or discord.utils.MISSING,
+                    allowed_mentions=message.allowed_mentions,
+                    wait=True,
+                ),
+                config=self._config,
+                what=f"posting the status of job {record.id}",
+            )
+        except (discord.HTTPException, DeliveryFailed) as exc:
+            log.warning("could not post the status of job %s: %s", record.id, exc)
+            return None
+        await self._store.set_status_message(record.id, sent.id)
+        record.status_message_id = sent.id
+        return sent.id
+
+    async def edit_status(self, record: JobRecord, message: Outgoing) -> bool:
+        """Edit the status message in place (progress, queue position); best effort, no retries."""
+        if record.status_message_id is None or not self.token_valid(record):
+            return False
+        try:
+            await self._edit(record, message)
+        except (discord.HTTPException, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.info("could not update the status of job %s: %s", record.id, exc)
+            return False
+        return True
+
+    async def _edit(self, record: JobRecord, message: Outgoing) -> int:
+        assert record.status_message_id is not None
+        edited = await self._webhook(record).edit_message(
+            record.status_message_id,
+            content=message.content,
+            embed=message.embed,
+            attachments=message.discord_files(),
+            view=message.view,
+            allowed_mentions=message.allowed_mentions,
+        )
+        return edited.id
+
+    async def _send_to_channel(self, record: JobRecord, message: Outgoing) -> int:
+        channel = self._client.get_partial_messageable(record.channel_id, guild_id=record.guild_id)
+        sent = await channel.send(
+            content=message.content,
+            embed=message.embed,
+            files=message.discord_files(),
+            view=message.view or discord.utils.MISSING,
+            allowed_mentions=message.allowed_mentions,
+            nonce=record.nonce,
+        )
+        return sent.id
+
+    async def deliver(self, record: JobRecord, build: Callable[[bool], Outgoing]) -> None:
+        """Deliver the final answer once; ``build(mention)`` makes the message (mention for channel posts)."""
+        if record.delivery == "delivered":
+            return
+        if record.delivery == "sending":
+            found = await self._find_delivered(record)
+            if found is not None:
+                log.info("job %s was already delivered (message %s)", record.id, found)
+                await self._store.mark_delivered(record.id, found)
+                return
+        use_edit = record.status_message_id is not None and self.token_valid(record)
+        try:
+            if use_edit:
+                try:
+                    await self._store.begin_delivery(record.id, "edit")
+                    message_id = await with_retries(
+                        lambda: self._edit(record, build(False)), config=self._config, what=f"delivering job {record.id}"
+                    )
+                except discord.HTTPException as exc:
+                    # Unknown message or expired token: the channel still works.
+                    log.warning("editing the answer of job %s failed (%s); posting it to the channel", record.id, exc)
+                    use_edit = False
+            if not use_edit:
+                await self._store.begin_delivery(record.id, "channel")
+                message_id = await with_retries(
+                    lambda: self._send_to_channel(record, build(True)),
+                    config=self._config,
+                    what=f"delivering job {record.id} to its channel",
+                )
+        except DeliveryFailed as exc:
+            # Discord or the network is down: keep the job open so a later sweep (or restart) retries.
+            log.error("could not deliver job %s yet: %s", record.id, exc)
+            return
+        except discord.HTTPException as exc:
+            log.error("giving up delivering job %s: %s", record.id, exc)
+            await self._store.give_up_delivery(record.id, f"delivery failed: {exc}")
+            record.delivery = "gave_up"
+            return
+        await self._store.mark_delivered(record.id, message_id)
+        record.delivery = "delivered"
+
+    async def _find_delivered(self, record: JobRecord) -> int | None:
+        """After a crash mid-delivery: the id of the final message if it already reached Discord."""
+        footer = job_footer(record)
+        me = self._client.user.id if self._client.user else None
+
+        def is_final(message: discord.Message) -> bool:
+            return any(
+                embed.title in FINAL_TITLES and (embed.footer.text or "").startswith(footer) for embed in message.embeds
+            )
+
+        try:
+            if record.delivery_mode == "edit" and record.status_message_id is not None:
+                if self.token_valid(record):
+                    # Editing again is harmless: let the caller redo it.
+                    return None
+                channel = self._client.get_partial_messageable(record.channel_id, guild_id=record.guild_id)
+                message = await channel.fetch_message(record.status_message_id)
+                return message.id if is_final(message) else None
+            channel = self._client.get_partial_messageable(record.channel_id, guild_id=record.guild_id)
+            after = discord.Object(record.status_message_id or discord.utils.time_snowflake(_utc(record.created_at)))
+            async for message in channel.history(limit=_HISTORY_LIMIT, after=after, oldest_first=False):
+                if (me is None or message.author.id == me) and is_final(message):
+                    return message.id
+        except (discord.HTTPException, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.info("could not check whether job %s was delivered (%s); relying on the nonce", record.id, exc)
+        return None

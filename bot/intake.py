@@ -1,0 +1,194 @@
+"""From an acknowledged interaction to an accepted job, or a clear refusal.
+
+Both /stylize and the buttons under a result (re-run, more style...) come through here:
+the gates (shutdown, server allowlist, allowed channels, cooldown, per-user limit), then,
+for /stylize, the option and attachment checks and the downloads; then the job is written
+to the store *before* it is queued and the requester is told.  Every refusal is an
+ephemeral message with its own reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.config import Config
+from bot.downloads import DownloadError, fetch
+from bot.jobs import PRESET_PREFIX, JobParams, JobRecord, new_job_id
+from bot.store import GuildSettings
+from bot.validation import (
+    AttachmentInfo,
+    Rejection,
+    StylizeOptions,
+    check_attachment,
+    check_image,
+    download_failed,
+    resolve_params,
+)
+from nst_engine.pool import JobTooLarge, OwnerLimitReached, PoolClosed, PoolError, QueueFull
+
+if TYPE_CHECKING:
+    from bot.app import NSTBot
+
+log = logging.getLogger("bot.intake")
+
+_POOL_REFUSALS: dict[type[PoolError], str] = {
+    OwnerLimitReached: "user_limit",
+    JobTooLarge: "too_large",
+    PoolClosed: "shutdown",
+}
+
+
+class Refusal(Rejection):
+    """A :class:`Rejection` with a short reason code for the refusal metrics."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Intake:
+    """Accepts or refuses new jobs for one bot."""
+
+    def __init__(self, bot: NSTBot) -> None:
+        self._bot = bot
+        self._last_accepted: dict[int, float] = {}
+
+    @property
+    def _config(self) -> Config:
+        return self._bot.config
+
+    async def gate(self, interaction: discord.Interaction) -> GuildSettings | None:
+        """Refuse early what no option could fix; return the server's settings."""
+        runner = self._bot.runner
+        if runner.stopping:
+            raise Refusal("The bot is restarting. Please try again in a minute.", "shutdown")
+        allowlist = self._config.discord.guild_allowlist
+        if interaction.guild_id is None:
+            raise Refusal("Style transfer works in servers only, not in direct messages.", "dm")
+        if allowlist and interaction.guild_id not in allowlist:
+            raise Refusal("This bot is not enabled for this server.", "guild")
+        settings = await self._bot.store.guild_settings(interaction.guild_id)
+        if settings.allowed_channels and interaction.channel_id not in settings.allowed_channels:
+            channels = ", ".join(f"<#{channel}>" for channel in settings.allowed_channels)
+            raise Refusal(f"Style transfer is not enabled in this channel. Try {channels}.", "channel")
+        user_id = interaction.user.id
+        cooldown = self._config.limits.cooldown_s
+        last = self._last_accepted.get(user_id)
+        if last is not None and time.monotonic() - last < cooldown:
+            wait = max(1, round(cooldown - (time.monotonic() - last)))
+            raise Refusal(f"Slow down a little: you can start another job in {wait} s.", "cooldown")
+        limit = self._config.limits.max_jobs_per_user
+        if runner.active_count(user_id) >= limit:
+            plural = "job" if limit == 1 else "jobs"
+            raise Refusal(
+                f"You already have {limit} {plural} queued or running. Wait for one to finish, or cancel one.",
+                "user_limit",
+            )
+        return settings
+
+    async def stylize(
+        self,
+        interaction: discord.Interaction,
+        options: StylizeOptions,
+        content: discord.Attachment,
+        style: discord.Attachment | None,
+        received_at: float,
+    ) -> None:
+        """Handle an acknowledged /stylize: check, download, store, queue, answer."""
+        try:
+            settings = await self.gate(interaction)
+            try:
+                params, notes = resolve_params(options, self._config, self._bot.presets, settings)
+            except Rejection as exc:
+                raise Refusal(str(exc), "options") from None
+            sources = [("content", AttachmentInfo.from_discord(content))]
+            if style is not None:
+                sources.append(("style", AttachmentInfo.from_discord(style)))
+            for role, info in sources:
+                try:
+                    check_attachment(info, role, self._config)
+                except Rejection as exc:
+                    raise Refusal(str(exc), "attachment") from None
+            datas = await asyncio.gather(*(self._download(role, info) for role, info in sources))
+            for (role, info), data in zip(sources, datas):
+                try:
+                    await asyncio.to_thread(check_image, data, role, info.filename, self._config)
+                except Rejection as exc:
+                    raise Refusal(str(exc), "image") from None
+            keys = [await asyncio.to_thread(self._bot.blobs.put_source, data) for data in datas]
+            style_ref = f"blob:{keys[1]}" if style is not None else f"{PRESET_PREFIX}{params.preset}"
+            record = self.new_record(interaction, params, keys[0], style_ref, received_at)
+            await self.accept(interaction, record, notes)
+        except Refusal as exc:
+            await self.refuse(interaction, exc)
+
+    async def _download(self, role: str, info: AttachmentInfo) -> bytes:
+        try:
+            return await fetch(
+                self._bot.http_session, info.url, declared_size=info.size, limits=self._config.downloads
+            )
+        except DownloadError as exc:
+            raise Refusal(str(download_failed(role, info.filename, exc)), "download") from None
+
+    def new_record(
+        self,
+        interaction: discord.Interaction,
+        params: JobParams,
+        content_blob: str,
+        style_ref: str,
+        received_at: float,
+        parent_id: str | None = None,
+    ) -> JobRecord:
+        """A job answering ``interaction``; its token is taken to live ``delivery.token_ttl_s`` from receipt."""
+        return JobRecord(
+            id=new_job_id(),
+            user_id=interaction.user.id,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id or 0,
+            application_id=interaction.application_id,
+            interaction_token=interaction.token,
+            token_expires_at=received_at + self._config.delivery.token_ttl_s,
+            upload_limit=interaction.filesize_limit,
+            params=params,
+            content_blob=content_blob,
+            style_ref=style_ref,
+            created_at=time.time(),
+            parent_id=parent_id,
+        )
+
+    async def accept(self, interaction: discord.Interaction, record: JobRecord, notes: list[str]) -> None:
+        """Store the job, queue it, confirm privately, then post its public status message."""
+        await self._bot.store.add(record)
+        try:
+            active = await self._bot.runner.submit(record, notes)
+        except QueueFull as exc:
+            await self._bot.store.delete(record.id)
+            wait = max(1, round(exc.retry_after))
+            raise Refusal(f"The queue is full. Please try again in about {wait} s.", "queue_full") from None
+        except PoolError as exc:
+            await self._bot.store.delete(record.id)
+            raise Refusal(str(exc), _POOL_REFUSALS.get(type(exc), "pool")) from None
+        self._last_accepted[record.user_id] = time.monotonic()
+        # The deferred (ephemeral) response must be answered before the public status message is
+        # posted: Discord turns the first followup after a defer into the deferred response itself.
+        try:
+            await interaction.edit_original_response(
+                content=f"Your job `{record.id[:8]}` is queued; its progress and result will appear in this channel."
+            )
+        except discord.HTTPException as exc:
+            log.warning("could not confirm job %s to its requester: %s", record.id, exc)
+        await self._bot.runner.follow(active)
+
+    async def refuse(self, interaction: discord.Interaction, refusal: Refusal) -> None:
+        """Answer the (ephemeral, deferred) interaction with the reason it was refused."""
+        self._bot.metrics.refusals.labels(refusal.reason).inc()
+        log.info("refused %s from user %s: %s", interaction.type.name, interaction.user.id, refusal)
+        try:
+            await interaction.edit_original_response(content=f"⚠️ {refusal}")
+        except discord.HTTPException as exc:
+            log.warning("could not tell user %s why their request was refused: %s", interaction.user.id, exc)

@@ -1,0 +1,318 @@
+"""A job's life after it was accepted: submit -> queue/progress updates -> final answer.
+
+The runner owns every job this process is following.  It writes each state change to the
+durable store, keeps the status message current (throttled), saves the finished image
+before announcing it, and hands the final answer to :class:`~bot.delivery.Delivery`.
+On start it resumes whatever the store says is unfinished; on shutdown it lets running
+jobs finish for a grace period and pauses the rest, so they resume after the restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.blobs import BlobStore
+from bot.config import Config
+from bot.delivery import Delivery
+from bot.images import fit_upload
+from bot.jobs import PRESET_PREFIX, JobRecord, ResultSummary
+from bot.metrics import Metrics
+from bot.presets import PresetCatalogue
+from bot.render import (
+    Outgoing,
+    cancelled_message,
+    failed_message,
+    paused_message,
+    queued_message,
+    result_message,
+    running_message,
+)
+from bot.store import JobStore
+from nst_engine.imageio import encode_image
+from nst_engine.pool import Job, Pool, PoolError
+from nst_engine.request import Progress
+
+log = logging.getLogger("bot.runner")
+
+_BLOB_PREFIX = "blob:"
+
+
+class SourceMissing(Exception):
+    """A job's source image is gone (pruned, or a preset no longer offered)."""
+
+
+@dataclass
+class ActiveJob:
+    """A job this process is following, with what its status message needs."""
+
+    record: JobRecord
+    job: Job
+    notes: list[str]
+    task: asyncio.Task[None] | None = None
+    cancel_reason: str | None = None
+    pausing: bool = False
+    started_at: float | None = None
+    last_preview: bytes | None = None
+    last_progress: Progress | None = field(default=None, repr=False)
+
+
+class JobRunner:
+    """Follows accepted jobs from the pool to their final answer."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        pool: Pool,
+        store: JobStore,
+        blobs: BlobStore,
+        delivery: Delivery,
+        presets: PresetCatalogue,
+        metrics: Metrics,
+    ) -> None:
+        self._config = config
+        self._pool = pool
+        self._store = store
+        self._blobs = blobs
+        self._delivery = delivery
+        self._presets = presets
+        self._metrics = metrics
+        self._active: dict[str, ActiveJob] = {}
+        self._delivering: dict[str, asyncio.Task[None]] = {}
+        self.stopping = False
+
+    # What is going on
+
+    def style_label(self, record: JobRecord) -> str:
+        """How a job's style is named in its messages."""
+        if record.style_ref.startswith(PRESET_PREFIX):
+            preset = self._presets.get(record.style_ref[len(PRESET_PREFIX) :])
+            if preset is not None:
+                return preset.label
+        return "your image"
+
+    def active(self, job_id: str) -> ActiveJob | None:
+        return self._active.get(job_id)
+
+    def active_count(self, user_id: int) -> int:
+        """Jobs of ``user_id`` queued or running here."""
+        return sum(1 for active in self._active.values() if active.record.user_id == user_id)
+
+    # Starting and following
+
+    async def submit(self, record: JobRecord, notes: list[str] | None = None) -> ActiveJob:
+        """Submit ``record`` to the pool; nothing is shown to anyone yet.
+
+        Raises :class:`PoolError` when the pool refuses the job and :class:`SourceMissing`
+        when its images are gone.
+        """
+        content, style = await self._sources(record)
+        request = record.params.to_request(
+            content, style, weights=self._config.pool.weights, max_input_pixels=self._config.downloads.max_pixels
+        )
+        job = self._pool.submit(
+            request, owner=str(record.user_id), job_id=record.id, preview_size=self._config.progress.preview_size
+        )
+        active = ActiveJob(record, job, list(notes or []))
+        self._active[record.id] = active
+        return active
+
+    async def follow(self, active: ActiveJob) -> None:
+        """Show the job's status message (posting it for a new job) and follow the job to its end."""
+        record, job = active.record, active.job
+        message = queued_message(record, self.style_label(record), job.position, job.eta, active.notes)
+        if record.status_message_id is None:
+            await self._delivery.post_status(record, message)
+        else:
+            await self._delivery.edit_status(record, message)
+        active.task = asyncio.create_task(self._follow(active), name=f"job-{record.id}")
+
+    async def _follow(self, active: ActiveJob) -> None:
+        record, job = active.record, active.job
+        progress_every = self._config.progress.edit_interval_s
+        queue_every = self._config.progress.queue_edit_interval_s
+        last_edit = time.monotonic()
+        shown_position = job.position
+        try:
+            async for update in job.updates():
+                now = time.monotonic()
+                if update.kind == "queued":
+                    if update.position != shown_position and now - last_edit >= queue_every:
+                        shown_position = update.position
+                        last_edit = now
+                        await self._show(
+                            active,
+                            queued_message(record, self.style_label(record), update.position, update.eta, active.notes),
+                        )
+                elif update.kind == "started" and active.started_at is None:
+                    active.started_at = now
+                    record.state = "running"
+                    await self._store.set_state(record.id, "running")
+                    last_edit = now
+                    await self._show(active, self._running(active, update.device))
+                elif update.kind == "progress" and update.progress is not None:
+                    active.last_progress = update.progress
+                    if update.progress.preview:
+                        active.last_preview = update.progress.preview
+                    if now - last_edit >= progress_every:
+                        last_edit = now
+                        await self._show(active, self._running(active, update.device))
+            await self._conclude(active)
+        except Exception:
+            log.exception("following job %s failed", record.id)
+            raise
+        finally:
+            self._active.pop(record.id, None)
+
+    def _running(self, active: ActiveJob, device: str | None) -> Outgoing:
+        progress = active.last_progress
+        if progress is not None and progress.preview is None and active.last_preview is not None:
+            # Previews come less often than progress; keep showing the last one rather than none.
+            progress = dataclasses.replace(progress, preview=active.last_preview)
+        elapsed = time.monotonic() - active.started_at if active.started_at is not None else 0.0
+        return running_message(
+            active.record,
+            self.style_label(active.record),
+            progress,
+            device=device or active.job.device,
+            elapsed=elapsed,
+            notes=active.notes,
+        )
+
+    async def _show(self, active: ActiveJob, message: Outgoing) -> None:
+        if not active.pausing:
+            await self._delivery.edit_status(active.record, message)
+
+    async def _conclude(self, active: ActiveJob) -> None:
+        record, job = active.record, active.job
+        if job.state == "done":
+            result = await job.result()
+            png = await asyncio.to_thread(encode_image, result.image, "png")
+            await asyncio.to_thread(self._blobs.put_result, record.id, png)
+            summary = ResultSummary.from_result(result)
+            await self._store.finish(record.id, summary)
+            record.state, record.summary = "finished", summary
+        elif job.state == "failed":
+            record.state, record.error = "failed", job.error or "The job failed."
+            await self._store.fail(record.id, "failed", record.error)
+        elif active.pausing and active.cancel_reason is None:
+            record.state = "queued"
+            await self._store.set_state(record.id, "queued")
+            await self._delivery.edit_status(record, paused_message(record, self.style_label(record)))
+            return
+        else:
+            record.state, record.error = "cancelled", active.cancel_reason or "The job was cancelled."
+            await self._store.fail(record.id, "cancelled", record.error)
+        self._metrics.jobs.labels(record.state).inc()
+        self._metrics.duration.observe(max(0.0, time.time() - record.created_at))
+        await self.deliver(record)
+
+    async def _sources(self, record: JobRecord) -> tuple[bytes, bytes]:
+        try:
+            content = await asyncio.to_thread(self._blobs.source, record.content_blob)
+            if record.style_ref.startswith(PRESET_PREFIX):
+                key = record.style_ref[len(PRESET_PREFIX) :]
+                preset = self._presets.get(key)
+                if preset is None:
+                    raise SourceMissing(f"the preset `{key}` is no longer offered")
+                style = await asyncio.to_thread(lambda: preset.data)
+            else:
+                style = await asyncio.to_thread(self._blobs.source, record.style_ref[len(_BLOB_PREFIX) :])
+        except FileNotFoundError:
+            raise SourceMissing("its source images are no longer stored") from None
+        return content, style
+
+    # Control
+
+    def cancel(self, job_id: str, reason: str) -> bool:
+        """Cancel a queued or running job; False when it is not (or no longer) cancellable."""
+        active = self._active.get(job_id)
+        if active is None or active.job.state not in ("queued", "running"):
+            return False
+        active.cancel_reason = reason
+        return active.job.cancel()
+
+    # Final answers
+
+    async def deliver(self, record: JobRecord) -> None:
+        """Build and deliver the final answer of a job that ended."""
+        if record.state == "finished" and record.summary is not None:
+            png = await asyncio.to_thread(self._blobs.result, record.id)
+            if png is not None:
+                image = await asyncio.to_thread(fit_upload, png, record.upload_limit, f"stylized-{record.id[:8]}")
+                summary, label = record.summary, self.style_label(record)
+                await self._delivery.deliver(
+                    record, lambda mention: result_message(record, label, summary, image, mention=mention)
+                )
+                return
+            record.state, record.error = "failed", "The finished image was lost before it could be sent."
+            await self._store.fail(record.id, "failed", record.error)
+        error = record.error or "The job failed."
+        if record.state == "cancelled":
+            await self._delivery.deliver(record, lambda mention: cancelled_message(record, error, mention=mention))
+        else:
+            await self._delivery.deliver(record, lambda mention: failed_message(record, error, mention=mention))
+
+    def _deliver_later(self, record: JobRecord) -> None:
+        if record.id in self._delivering:
+            return
+        task = asyncio.create_task(self.deliver(record), name=f"deliver-{record.id}")
+        self._delivering[record.id] = task
+        task.add_done_callback(lambda _: self._delivering.pop(record.id, None))
+
+    # Restarts
+
+    async def resume(self) -> None:
+        """Re-queue every unfinished job in the store and deliver every undelivered answer."""
+        for record in await self._store.open_jobs():
+            if record.id in self._active:
+                continue
+            if record.is_final:
+                self._deliver_later(record)
+                continue
+            try:
+                active = await self.submit(record, ["Resumed after a restart."])
+            except (PoolError, SourceMissing) as exc:
+                record.state, record.error = "failed", f"Your job could not be resumed after a restart: {exc}"
+                await self._store.fail(record.id, "failed", record.error)
+                self._deliver_later(record)
+                continue
+            await self.follow(active)
+
+    async def sweep(self) -> None:
+        """Periodic upkeep: retry answers that could not be delivered yet, prune old jobs and files."""
+        for record in await self._store.open_jobs():
+            if record.is_final and record.id not in self._active:
+                self._deliver_later(record)
+        cutoff = time.time() - self._config.storage.retention_hours * 3600
+        pruned = await self._store.prune(cutoff)
+        if pruned:
+            await asyncio.to_thread(self._blobs.delete_results, pruned)
+        keep = await self._store.referenced_blobs()
+        removed = await asyncio.to_thread(self._blobs.delete_sources_except, keep)
+        if pruned or removed:
+            log.info("pruned %d old jobs and %d unused source images", len(pruned), removed)
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop taking jobs; let running ones finish for ``grace_s``, then pause everything left."""
+        self.stopping = True
+        for active in list(self._active.values()):
+            if active.job.state == "queued":
+                active.pausing = True
+                active.job.cancel()
+        running = [active.task for active in self._active.values() if active.task is not None]
+        if running and grace_s > 0:
+            await asyncio.wait(running, timeout=grace_s)
+        for active in list(self._active.values()):
+            active.pausing = True
+            active.job.cancel()
+        waiting: list[asyncio.Task[Any]] = [a.task for a in self._active.values() if a.task is not None]
+        waiting.extend(self._delivering.values())
+        if waiting:
+            await asyncio.wait(waiting, timeout=self._pool.config.kill_grace_s + 5)
+

@@ -1,0 +1,274 @@
+"""The durable job store: SQLite (stdlib) holding every accepted job and per-server settings.
+
+Each public method is a coroutine that runs its SQL on one dedicated thread, so a slow
+disk never stalls the event loop and the single connection is never shared between
+threads.  Every state change is one committed statement: after a crash the database
+says exactly how far each job got.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from bot.jobs import FINAL_STATES, DeliveryMode, JobParams, JobRecord, ResultSummary
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL,
+    guild_id INTEGER,
+    channel_id INTEGER NOT NULL,
+    application_id INTEGER NOT NULL,
+    interaction_token TEXT NOT NULL,
+    token_expires_at REAL NOT NULL,
+    upload_limit INTEGER NOT NULL,
+    params TEXT NOT NULL,
+    content_blob TEXT NOT NULL,
+    style_ref TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    state TEXT NOT NULL,
+    status_message_id INTEGER,
+    error TEXT,
+    summary TEXT,
+    delivery TEXT NOT NULL DEFAULT 'pending',
+    delivery_mode TEXT,
+    delivered_message_id INTEGER,
+    parent_id TEXT,
+    updated_at REAL NOT NULL,
+    finished_at REAL,
+    delivered_at REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_open ON jobs (delivery, state);
+CREATE TABLE IF NOT EXISTS guild_settings (
+    guild_id INTEGER PRIMARY KEY,
+    allowed_channels TEXT NOT NULL DEFAULT '[]',
+    max_quality TEXT
+);
+"""
+
+_COLUMNS = (
+    "id user_id guild_id channel_id application_id interaction_token token_expires_at upload_limit params "
+    "content_blob style_ref created_at state status_message_id error summary delivery delivery_mode "
+    "delivered_message_id parent_id updated_at finished_at delivered_at"
+).split()
+
+
+@dataclass
+class GuildSettings:
+    """What a server's admins changed: where /stylize may run and the highest quality allowed."""
+
+    guild_id: int
+    allowed_channels: list[int] = field(default_factory=list)
+    max_quality: str | None = None
+
+
+class JobStore:
+    """SQLite-backed store; open with :meth:`open`, close with :meth:`close`."""
+
+    def __init__(self, connection: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+        self._db = connection
+        self._executor = executor
+
+    @classmethod
+    async def open(cls, path: str | Path) -> JobStore:
+        """Open (creating if needed) the database at ``path``."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-store")
+
+        def connect() -> sqlite3.Connection:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            return db
+
+        connection = await asyncio.get_running_loop().run_in_executor(executor, connect)
+        return cls(connection, executor)
+
+    async def close(self) -> None:
+        await self._call(self._db.close)
+        self._executor.shutdown(wait=True)
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _execute(self, sql: str, *args: Any) -> int:
+        def run() -> int:
+            return self._db.execute(sql, args).rowcount
+
+        return await self._call(run)
+
+    async def _query(self, sql: str, *args: Any) -> list[sqlite3.Row]:
+        def run() -> list[sqlite3.Row]:
+            return self._db.execute(sql, args).fetchall()
+
+        return await self._call(run)
+
+    # Jobs
+
+    async def add(self, record: JobRecord) -> None:
+        """Record a newly accepted job (before the user is told it is queued)."""
+        record.updated_at = time.time()
+        row = _to_row(record)
+        placeholders = ", ".join("?" for _ in _COLUMNS)
+        await self._execute(f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({placeholders})", *row)
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        rows = await self._query("SELECT * FROM jobs WHERE id = ?", job_id)
+        return _from_row(rows[0]) if rows else None
+
+    async def delete(self, job_id: str) -> None:
+        """Forget a job the pool refused: it was never accepted."""
+        await self._execute("DELETE FROM jobs WHERE id = ?", job_id)
+
+    async def set_status_message(self, job_id: str, message_id: int) -> None:
+        await self._execute(
+            "UPDATE jobs SET status_message_id = ?, updated_at = ? WHERE id = ?", message_id, time.time(), job_id
+        )
+
+    async def set_state(self, job_id: str, state: str) -> None:
+        """Move a job between "queued" and "running" (final states have their own methods)."""
+        await self._execute(
+            "UPDATE jobs SET state = ?, updated_at = ? WHERE id = ? AND state NOT IN ('finished', 'failed', 'cancelled')",
+            state,
+            time.time(),
+            job_id,
+        )
+
+    async def finish(self, job_id: str, summary: ResultSummary) -> None:
+        now = time.time()
+        await self._execute(
+            "UPDATE jobs SET state = 'finished', summary = ?, error = NULL, finished_at = ?, updated_at = ? WHERE id = ?",
+            json.dumps(summary.to_json()),
+            now,
+            now,
+            job_id,
+        )
+
+    async def fail(self, job_id: str, state: str, error: str) -> None:
+        """End a job as "failed" or "cancelled" with the reason shown to its requester."""
+        if state not in ("failed", "cancelled"):
+            raise ValueError(f"not an unsuccessful final state: {state!r}")
+        now = time.time()
+        await self._execute(
+            "UPDATE jobs SET state = ?, error = ?, finished_at = ?, updated_at = ? WHERE id = ?",
+            state,
+            error,
+            now,
+            now,
+            job_id,
+        )
+
+    async def begin_delivery(self, job_id: str, mode: DeliveryMode) -> None:
+        """Note that the final answer is about to be sent, and how, before sending it."""
+        await self._execute(
+            "UPDATE jobs SET delivery = 'sending', delivery_mode = ?, updated_at = ? WHERE id = ?",
+            mode,
+            time.time(),
+            job_id,
+        )
+
+    async def mark_delivered(self, job_id: str, message_id: int | None) -> None:
+        now = time.time()
+        await self._execute(
+            "UPDATE jobs SET delivery = 'delivered', delivered_message_id = ?, delivered_at = ?, updated_at = ? "
+            "WHERE id = ?",
+            message_id,
+            now,
+            now,
+            job_id,
+        )
+
+    async def give_up_delivery(self, job_id: str, reason: str) -> None:
+        """Stop trying to deliver (the channel is gone, the bot was removed...)."""
+        now = time.time()
+        await self._execute(
+            "UPDATE jobs SET delivery = 'gave_up', error = COALESCE(error, ?), delivered_at = ?, updated_at = ? "
+            "WHERE id = ?",
+            reason,
+            now,
+            now,
+            job_id,
+        )
+
+    async def open_jobs(self) -> list[JobRecord]:
+        """Jobs that still owe their requester something: unfinished, or finished but not delivered."""
+        rows = await self._query(
+            "SELECT * FROM jobs WHERE delivery IN ('pending', 'sending') ORDER BY created_at"
+        )
+        return [_from_row(row) for row in rows]
+
+    async def count_by_state(self) -> dict[str, int]:
+        rows = await self._query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+        return {row["state"]: row["n"] for row in rows}
+
+    async def prune(self, older_than: float) -> list[str]:
+        """Delete jobs that ended before ``older_than`` (epoch seconds); return their ids."""
+
+        def run() -> list[str]:
+            finals = tuple(FINAL_STATES)
+            ids = [
+                row["id"]
+                for row in self._db.execute(
+                    "SELECT id FROM jobs WHERE state IN (?, ?, ?) AND delivery IN ('delivered', 'gave_up') "
+                    "AND finished_at < ?",
+                    (*finals, older_than),
+                )
+            ]
+            self._db.executemany("DELETE FROM jobs WHERE id = ?", [(job_id,) for job_id in ids])
+            return ids
+
+        return await self._call(run)
+
+    async def referenced_blobs(self) -> set[str]:
+        """Blob keys any remaining job still needs (source images)."""
+        rows = await self._query("SELECT content_blob, style_ref FROM jobs")
+        keys = set()
+        for row in rows:
+            keys.add(row["content_blob"])
+            if row["style_ref"].startswith("blob:"):
+                keys.add(row["style_ref"][len("blob:") :])
+        return keys
+
+    # Per-server settings
+
+    async def guild_settings(self, guild_id: int) -> GuildSettings:
+        rows = await self._query("SELECT * FROM guild_settings WHERE guild_id = ?", guild_id)
+        if not rows:
+            return GuildSettings(guild_id)
+        row = rows[0]
+        return GuildSettings(guild_id, json.loads(row["allowed_channels"]), row["max_quality"])
+
+    async def save_guild_settings(self, settings: GuildSettings) -> None:
+        await self._execute(
+            "INSERT INTO guild_settings (guild_id, allowed_channels, max_quality) VALUES (?, ?, ?) "
+            "ON CONFLICT(guild_id) DO UPDATE SET allowed_channels = excluded.allowed_channels, "
+            "max_quality = excluded.max_quality",
+            settings.guild_id,
+            json.dumps(settings.allowed_channels),
+            settings.max_quality,
+        )
+
+
+def _to_row(record: JobRecord) -> tuple[Any, ...]:
+    values = {name: getattr(record, name) for name in _COLUMNS}
+    values["params"] = json.dumps(asdict(record.params))
+    values["summary"] = json.dumps(record.summary.to_json()) if record.summary else None
+    return tuple(values[name] for name in _COLUMNS)
+
+
+def _from_row(row: sqlite3.Row) -> JobRecord:
+    values = {name: row[name] for name in _COLUMNS}
+    values["params"] = JobParams(**json.loads(values["params"]))
+    values["summary"] = ResultSummary.from_json(json.loads(values["summary"])) if values["summary"] else None
+    return JobRecord(**values)

@@ -1,0 +1,110 @@
+"""Peak memory of a style-transfer job, estimated from its settings (for admission control).
+
+The estimate counts what autograd keeps for one evaluation (every ReLU and pooling output up
+to the deepest layer in use, max-pooling indices, the gradients in flight), the optimiser's
+state, the network's weights and the style images' forward passes, then adds a margin for
+allocator fragmentation and cuDNN workspaces, and on CUDA the context's fixed cost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from nst_engine.errors import ImageError
+from nst_engine.imageio import probe_image
+from nst_engine.presets import LBFGS_HISTORY, MAX_SIZE, MIN_SIZE, resolve_size_steps
+from nst_engine.request import StyleRequest
+
+_BLOCK_CHANNELS = (64, 128, 256, 512, 512)
+_CONVS_PER_BLOCK = (2, 2, 4, 4, 4)
+_LAYERS_PER_BLOCK = tuple(2 * convs + 1 for convs in _CONVS_PER_BLOCK)  # conv+relu pairs, then a pool
+FLOAT = 4
+INDEX = 8  # max pooling keeps an int64 index per output element
+FRAGMENTATION = 1.25
+FIXED_OVERHEAD = {"cuda": 700 * 2**20, "cpu": 400 * 2**20}
+
+
+def _layer_sequence(deepest: str) -> list[tuple[str, int, int]]:
+    """(kind, block, channels) for each layer up to and including ``deepest``."""
+    sequence = []
+    for block, (channels, convs) in enumerate(zip(_BLOCK_CHANNELS, _CONVS_PER_BLOCK), start=1):
+        for position in range(1, convs + 1):
+            sequence.append((f"conv{block}_{position}", block, channels))
+            sequence.append((f"relu{block}_{position}", block, channels))
+        sequence.append((f"pool{block}", block + 1, channels))
+    names = [name for name, _, _ in sequence]
+    return sequence[: names.index(deepest) + 1]
+
+
+def _deepest(request: StyleRequest) -> str:
+    order = [name for name, _, _ in _layer_sequence("pool5")]
+    return max(request.content_layers + request.style_layers, key=order.index)
+
+
+def _weights_bytes(layers: list[tuple[str, int, int]]) -> int:
+    total, in_channels = 0, 3
+    for name, _, channels in layers:
+        if name.startswith("conv"):
+            total += (in_channels * 9 + 1) * channels * FLOAT
+            in_channels = channels
+    return total
+
+
+def _training_bytes(layers: list[tuple[str, int, int]], pixels: float, max_pooling: bool) -> float:
+    """What one forward and backward pass at ``pixels`` keeps alive at its peak."""
+    saved = 3 * pixels * FLOAT  # the preprocessed input, saved by conv1_1
+    largest = 3 * pixels * FLOAT
+    for name, block, channels in layers:
+        size = channels * pixels / 4 ** (block - 1) * FLOAT
+        largest = max(largest, size)
+        if name.startswith(("relu", "pool")):
+            saved += size
+        if name.startswith("pool") and max_pooling:
+            saved += size / FLOAT * INDEX
+    # Backward holds an activation's gradient and its input's gradient at once; the loss adds a
+    # squared-difference buffer the size of the layers it compares.
+    return saved + 3 * largest
+
+
+def _forward_bytes(layers: list[tuple[str, int, int]], pixels: float) -> float:
+    """Peak of a no-grad forward pass: two consecutive activations."""
+    sizes = [3 * pixels * FLOAT] + [channels * pixels / 4 ** (block - 1) * FLOAT for _, block, channels in layers]
+    return max(a + b for a, b in zip(sizes, sizes[1:]))
+
+
+def _content_pixels(request: StyleRequest, size: int) -> float:
+    try:
+        info = probe_image(request.content)
+        width, height = info.width, info.height
+    except ImageError:
+        width = height = 1  # unknown shape: assume the worst case, a square
+    long_side = max(width, height)
+    return float(size * size * (min(width, height) / long_side))
+
+
+def estimate_peak_bytes(request: StyleRequest, device_type: str = "cuda") -> int:
+    """Estimated peak memory in bytes of running ``request`` on a device of type 'cuda' or 'cpu'."""
+    size, _ = resolve_size_steps(request)
+    layers = _layer_sequence(_deepest(request))
+    pixels = _content_pixels(request, size)
+    image_floats = 3 * pixels
+    optimiser = (2 * LBFGS_HISTORY + 6 if request.optimizer == "lbfgs" else 5) * image_floats * FLOAT
+    style_pixels = pixels * request.style_scale**2
+    styles = _forward_bytes(layers, style_pixels) + len(request.styles) * 3 * style_pixels * FLOAT
+    working = max(_training_bytes(layers, pixels, request.pooling == "max") + optimiser, styles)
+    peak = (working + _weights_bytes(layers)) * FRAGMENTATION
+    return int(peak + FIXED_OVERHEAD.get(device_type, FIXED_OVERHEAD["cpu"]))
+
+
+def max_fitting_size(request: StyleRequest, capacity_bytes: int, device_type: str = "cuda") -> int:
+    """The largest output long side whose estimate fits in ``capacity_bytes``; 0 if none does."""
+    low, high = MIN_SIZE, MAX_SIZE
+    if estimate_peak_bytes(dataclasses.replace(request, size=low), device_type) > capacity_bytes:
+        return 0
+    while low < high:
+        middle = (low + high + 1) // 2
+        if estimate_peak_bytes(dataclasses.replace(request, size=middle), device_type) <= capacity_bytes:
+            low = middle
+        else:
+            high = middle - 1
+    return low

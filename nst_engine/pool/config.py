@@ -1,0 +1,64 @@
+"""How an executor pool is sized and what limits it enforces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """Settings of a :class:`~nst_engine.pool.Pool`.
+
+    ``devices`` ``None`` means every CUDA device, or the CPU when there is none.
+    ``cpu_threads`` ``None`` splits the machine's cores evenly between CPU workers.
+    ``per_owner_limit`` counts queued and running jobs; ``queue_size`` only queued ones.
+    Workers report progress every ``progress_every`` evaluations but send it at most every
+    ``progress_interval_s``, with a preview at most every ``preview_interval_s``.
+    A job cancelled or timed out that has not stopped ``kill_grace_s`` later is killed with
+    its worker; a job out of GPU memory is retried once at ``oom_retry_scale`` times its size.
+    ``memory_limit_bytes`` caps the memory admission control plans for on each device, for
+    a device shared with other programs; None plans for all the device has.
+    """
+
+    devices: tuple[str, ...] | list[str] | None = None
+    workers_per_device: int = 1
+    queue_size: int = 32
+    per_owner_limit: int = 3
+    job_timeout_s: float = 600.0
+    preview_interval_s: float = 2.0
+    heartbeat_timeout_s: float = 30.0
+    weights: str = "caffe"
+    cpu_threads: int | None = None
+    progress_every: int = 10
+    progress_interval_s: float = 0.5
+    startup_timeout_s: float = 300.0
+    kill_grace_s: float = 10.0
+    oom_retry_scale: float = 0.7
+    memory_limit_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.devices is not None:
+            if not self.devices:
+                raise ValueError("devices must name at least one device, or be None to detect them")
+            object.__setattr__(self, "devices", tuple(self.devices))
+        positive = {
+            "workers_per_device": self.workers_per_device,
+            "queue_size": self.queue_size,
+            "per_owner_limit": self.per_owner_limit,
+            "job_timeout_s": self.job_timeout_s,
+            "preview_interval_s": self.preview_interval_s,
+            "heartbeat_timeout_s": self.heartbeat_timeout_s,
+            "progress_every": self.progress_every,
+            "progress_interval_s": self.progress_interval_s,
+            "startup_timeout_s": self.startup_timeout_s,
+            "kill_grace_s": self.kill_grace_s,
+        }
+        for name, value in positive.items():
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, got {value!r}")
+        if self.cpu_threads is not None and self.cpu_threads < 1:
+            raise ValueError(f"cpu_threads must be at least 1, got {self.cpu_threads!r}")
+        if self.memory_limit_bytes is not None and self.memory_limit_bytes <= 0:
+            raise ValueError(f"memory_limit_bytes must be positive, got {self.memory_limit_bytes!r}")
+        if not 0 < self.oom_retry_scale < 1:
+            raise ValueError(f"oom_retry_scale must be between 0 and 1, got {self.oom_retry_scale!r}")

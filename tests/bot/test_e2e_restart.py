@@ -1,0 +1,90 @@
+"""Restarts, end to end: SIGTERM with a job running, buttons after a restart, SIGKILL mid-job.
+
+Three bot processes share one data folder in turn, as a self-hoster's would across
+upgrades and crashes.  Every job must reach exactly one final message.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.bot.harness import (
+    DONE_TITLE,
+    BotProcess,
+    accepted_status,
+    add_images,
+    finals_for,
+    job_prefix,
+    stylize,
+    title,
+    wait_title,
+    write_config,
+)
+from tests.fake_discord import FakeDiscord
+
+pytestmark = pytest.mark.slow
+
+PAUSED_TITLE = "⏸️ Paused"
+
+
+async def test_jobs_and_buttons_survive_sigterm_and_sigkill(tmp_path, images_dir):
+    async with FakeDiscord() as fake:
+        config = write_config(
+            tmp_path,
+            fake,
+            {"pool": {"progress_every": 1}, "quality.high": {"size": 40, "steps": 80}},
+        )
+        images = add_images(fake, images_dir)
+        first_user, second_user, third_user, fourth_user = (fake.add_user(f"user{i}") for i in range(4))
+
+        bot = await BotProcess.start(config, fake, "bot-1.log")
+        try:
+            await bot.wait_ready(fake, identifies=1)
+            finished = await accepted_status(
+                await stylize(fake, first_user, content=images.content, style=images.style, quality="fast")
+            )
+            await wait_title(fake, finished, DONE_TITLE)
+            long_job = await accepted_status(
+                await stylize(fake, second_user, content=images.content, preset="the_scream", quality="high")
+            )
+            await fake.wait_for(lambda: "Iteration" in long_job.text, 60, "the long job to report progress")
+            assert await bot.terminate() == 0, bot.log()[-3000:]
+        finally:
+            await bot.kill()
+        assert title(long_job) == PAUSED_TITLE, "SIGTERM must tell the requester their job is paused"
+        assert "will continue" in long_job.text
+
+        bot = await BotProcess.start(config, fake, "bot-2.log")
+        try:
+            await bot.wait_ready(fake, identifies=2)
+            await wait_title(fake, long_job, DONE_TITLE, timeout=120)
+            assert "Resumed after a restart" in "\n".join(
+                v.embeds[0].get("description", "") for v in long_job.history if v.embeds
+            )
+
+            press = await fake.press_button(finished, label="More style", user=first_user)
+            more = await accepted_status(press)
+            await wait_title(fake, more, DONE_TITLE)
+            assert "strength ×2" in more.text
+
+            crashed = await accepted_status(
+                await stylize(fake, third_user, content=images.content, preset="shipwreck", quality="high")
+            )
+            queued = await accepted_status(
+                await stylize(fake, fourth_user, content=images.content, style=images.style, quality="fast")
+            )
+            await fake.wait_for(lambda: "Iteration" in crashed.text, 60, "the job to run before the crash")
+        finally:
+            await bot.kill()
+
+        bot = await BotProcess.start(config, fake, "bot-3.log")
+        try:
+            await bot.wait_ready(fake, identifies=3)
+            await wait_title(fake, crashed, DONE_TITLE, timeout=120)
+            await wait_title(fake, queued, DONE_TITLE, timeout=120)
+            assert await bot.terminate() == 0, bot.log()[-3000:]
+        finally:
+            await bot.kill()
+
+        for message in (finished, long_job, more, crashed, queued):
+            assert finals_for(fake, job_prefix(message)) == [message]

@@ -1,0 +1,80 @@
+"""Loss maths against hand-computed values, and the whole objective against pastiche's."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nst_engine.losses import content_loss, gram, style_loss, tv_loss
+from nst_engine.request import StyleRequest
+from nst_engine.transfer import Objective, plan_request
+from nst_engine.vgg import layer_channels
+
+# Two channels, one row of two pixels: channel 0 = (1, 2), channel 1 = (3, 4).
+FEATURES = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])
+
+
+def test_gram_is_feature_inner_products_over_pixel_count():
+    expected = torch.tensor([[[5.0, 11.0], [11.0, 25.0]]]) / 2
+    assert torch.equal(gram(FEATURES), expected)
+
+
+def test_gram_same_for_channels_last_layout():
+    features = torch.rand(1, 8, 5, 7)
+    channels_last = features.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(gram(channels_last), gram(features))
+
+
+def test_content_loss_is_weighted_mean_squared_error():
+    loss = content_loss({"a": FEATURES}, {"a": torch.zeros_like(FEATURES)}, {"a": 0.5})
+    assert loss.item() == pytest.approx(0.5 * (1 + 4 + 9 + 16) / 4)
+
+
+def test_style_loss_is_weighted_mean_squared_gram_error():
+    loss = style_loss({"a": FEATURES}, {"a": torch.zeros(1, 2, 2)}, {"a": 2.0})
+    assert loss.item() == pytest.approx(2.0 * (2.5**2 + 5.5**2 + 5.5**2 + 12.5**2) / 4)
+
+
+def test_losses_sum_over_layers():
+    targets = {"a": torch.zeros_like(FEATURES), "b": FEATURES + 1}
+    loss = content_loss({"a": FEATURES, "b": FEATURES}, targets, {"a": 1.0, "b": 3.0})
+    assert loss.item() == pytest.approx(7.5 + 3.0 * 1.0)
+
+
+def test_tv_loss_is_mean_absolute_neighbour_difference():
+    image = torch.tensor([[[[0.0, 1.0], [3.0, 5.0]]]])
+    # horizontal: |1-0|, |5-3| -> mean 1.5; vertical: |3-0|, |5-1| -> mean 3.5
+    assert tv_loss(image).item() == pytest.approx(5.0)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_objective_equals_pastiche_loss(tmp_path, content_png, style_png, caffe_vgg):
+    """Configured like pastiche (content layer weight 0.01, style 10/C^2), both score an image alike."""
+    from pastiche.pastiche import VGG_MEAN, PasticheArtist
+
+    from nst_engine.imageio import decode_image
+    from nst_engine.transfer import _Images
+
+    (tmp_path / "content.png").write_bytes(content_png)
+    (tmp_path / "style.png").write_bytes(style_png)
+    artist = PasticheArtist(str(tmp_path / "content.png"), [str(tmp_path / "style.png")], device="cpu", size=48)
+
+    layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    request = StyleRequest(
+        content=content_png,
+        styles=(style_png,),
+        size=48,
+        content_weight=0.01,
+        style_layer_weights=tuple(10.0 / layer_channels(name) ** 2 for name in layers),
+    )
+    images = _Images(decode_image(content_png, max_pixels=10**6), [decode_image(style_png, max_pixels=10**6)])
+    content, styles = images.at(request, 48, torch.device("cpu"))
+    objective = Objective(caffe_vgg, request, plan_request(request), content, styles)
+
+    image = (content + 0.1 * torch.rand(content.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    caffe_image = image.flip(1) * 255 - torch.tensor(VGG_MEAN).view(1, 3, 1, 1)
+    artist.pastiche = caffe_image
+    with torch.no_grad():
+        theirs = artist._calc_loss().item()
+        ours = objective(image)[3].item()
+    assert ours == pytest.approx(theirs, rel=1e-4)
