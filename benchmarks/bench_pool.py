@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
 import time
 from pathlib import Path
@@ -30,6 +31,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=8)
     parser.add_argument("--workers", type=int, default=None, help="pool workers on the device (default: 2)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per pool worker (default: split)")
+    parser.add_argument(
+        "--sequential-threads", type=int, default=None, help="torch threads of the sequential run (default: all cores)"
+    )
     parser.add_argument("--size", type=int, default=128, help="output long side in pixels")
     parser.add_argument("--steps", type=int, default=20, help="evaluations per job")
     parser.add_argument("--content", type=Path, default=IMAGES / "tubingen.jpg")
@@ -53,7 +57,7 @@ def make_requests(args: argparse.Namespace) -> list[StyleRequest]:
     ]
 
 
-def run_sequential(requests: list[StyleRequest], device: str) -> float:
+def run_sequential(requests: list[StyleRequest], device: str, threads: int) -> float:
     """Seconds to run every request in this process, one after another, after a warm-up job."""
     import torch
 
@@ -61,7 +65,7 @@ def run_sequential(requests: list[StyleRequest], device: str) -> float:
     from nst_engine.vgg import load_vgg19
 
     if device == "cpu":
-        torch.set_num_threads(available_cores())
+        torch.set_num_threads(threads)
     load_vgg19("caffe", device)
     stylize(requests[0], device=device)
     _synchronize(device)
@@ -111,15 +115,24 @@ def main() -> None:
     print(f"{args.jobs} jobs, {args.size} px, {args.steps} evaluations each, on {args.device}")
     print(f"machine: {platform.machine()}, {available_cores()} cores, Python {platform.python_version()}")
 
+    print(f"load average before: {_load()}")
+
     pooled = asyncio.run(run_pool(requests, config))
     threads = config.cpu_threads or max(1, available_cores() // workers)
     pool_desc = f"{workers} workers" + (f" x {threads} threads" if args.device == "cpu" else "")
     print(f"pool ({pool_desc}): {pooled:7.2f} s  {args.jobs / pooled:6.3f} jobs/s")
 
-    sequential = run_sequential(requests, args.device)
-    seq_desc = f"1 process x {available_cores()} threads" if args.device == "cpu" else "1 process"
+    sequential_threads = args.sequential_threads or available_cores()
+    sequential = run_sequential(requests, args.device, sequential_threads)
+    seq_desc = f"1 process x {sequential_threads} threads" if args.device == "cpu" else "1 process"
     print(f"sequential ({seq_desc}): {sequential:7.2f} s  {args.jobs / sequential:6.3f} jobs/s")
     print(f"ratio (pool / sequential throughput): {sequential / pooled:.2f}x")
+    print(f"load average after: {_load()}")
+
+
+def _load() -> str:
+    """The 1/5/15-minute load averages: other programs on the machine skew every figure."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print(f"nst-bot: {args.config} is valid")
         return 0
-    discord.utils.setup_logging(level=getattr(logging, config.logging.level), root=True)
+    logging.basicConfig(
+        level=getattr(logging, config.logging.level), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
     point_discord_at(config.discord)
     try:
         asyncio.run(run(config, token))

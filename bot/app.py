@@ -62,6 +62,8 @@ class NSTBot(discord.Client):
     http_session: aiohttp.ClientSession
 
     def __init__(self, config: Config) -> None:
+        # The bot never joins voice; discord.py would otherwise warn at every start that it cannot.
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         intents = discord.Intents.none()
         intents.guilds = True
         super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none())

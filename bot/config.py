@@ -12,9 +12,10 @@ import os
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yarl
 
@@ -78,10 +79,15 @@ def _device(value: str) -> str | None:
 
 
 def _host_name(value: str) -> str | None:
-    return None if value and "/" not in value and ":" not in value else "must be a bare host name like 'cdn.discordapp.com'"
+    return (
+        None
+        if value and "/" not in value and ":" not in value
+        else "must be a bare host name like 'cdn.discordapp.com'"
+    )
 
 
 def _checked(default: Any, check: Check | None = None, *, factory: bool = False) -> Any:
+    """A dataclass field whose value the loader passes through ``check`` (which names the problem)."""
     metadata = {"check": check} if check else {}
     if factory:
         return field(default_factory=default, metadata=metadata)
@@ -313,7 +319,9 @@ def _resolve_paths(config: Config, base_dir: Path) -> Config:
     def resolve(value: str) -> str:
         return str(base_dir / value) if value and not Path(value).is_absolute() else value
 
-    storage = replace(config.storage, database=resolve(config.storage.database), data_dir=resolve(config.storage.data_dir))
+    storage = replace(
+        config.storage, database=resolve(config.storage.database), data_dir=resolve(config.storage.data_dir)
+    )
     discord = replace(config.discord, token_file=resolve(config.discord.token_file))
     presets = replace(config.presets, extra={name: resolve(path) for name, path in config.presets.extra.items()})
     return replace(config, storage=storage, discord=discord, presets=presets)

@@ -39,7 +39,7 @@ _HISTORY_LIMIT = 50
 
 
 def _utc(timestamp: float) -> datetime.datetime:
-    return datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc)
+    return datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
 
 
 class DeliveryFailed(Exception):
@@ -169,7 +169,9 @@ class Delivery:
                 try:
                     await self._store.begin_delivery(record.id, "edit")
                     message_id = await with_retries(
-                        lambda: self._edit(record, build(False)), config=self._config, what=f"delivering job {record.id}"
+                        lambda: self._edit(record, build(False)),
+                        config=self._config,
+                        what=f"delivering job {record.id}",
                     )
                 except discord.HTTPException as exc:
                     # Unknown message or expired token: the channel still works.

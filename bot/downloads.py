@@ -31,7 +31,9 @@ def check_url(url: str, limits: DownloadConfig) -> yarl.URL:
     return parsed
 
 
-async def fetch(session: aiohttp.ClientSession, url: str, *, declared_size: int | None, limits: DownloadConfig) -> bytes:
+async def fetch(
+    session: aiohttp.ClientSession, url: str, *, declared_size: int | None, limits: DownloadConfig
+) -> bytes:
     """Download ``url`` within ``limits``; raise :class:`DownloadError` with a readable reason."""
     parsed = check_url(url, limits)
     cap = limits.max_bytes

@@ -48,7 +48,8 @@ def format_loss(value: float) -> str:
     if value == 0:
         return "0"
     if 1e-2 <= abs(value) < 1e5:
-        return f"{value:.4g}"
+        decimals = max(0, 3 - math.floor(math.log10(abs(value))))
+        return f"{value:.{decimals}f}"
     return f"{value:.3e}"
 
 
@@ -64,9 +65,7 @@ def loss_table(summary: LossSummary) -> str:
     """A fixed-width table of each loss term, initial -> final (for a code block)."""
     rows = [("", "initial", "final")]
     for name in ("content", "style", "tv", "total"):
-        rows.append(
-            (name, format_loss(getattr(summary.initial, name)), format_loss(getattr(summary.final, name)))
-        )
+        rows.append((name, format_loss(getattr(summary.initial, name)), format_loss(getattr(summary.final, name))))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = []
     for index, (name, initial, final) in enumerate(rows):

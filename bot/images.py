@@ -23,11 +23,7 @@ def fit_upload(png: bytes, limit: int, stem: str) -> tuple[str, bytes]:
     image = Image.open(io.BytesIO(png)).convert("RGB")
     while True:
         for fmt, quality in _FALLBACKS:
-            try:
-                data = encode_image(image, fmt, quality)  # type: ignore[arg-type]
-            except OSError:
-                # Pillow's optimising JPEG encoder can run out of buffer on very noisy images; try the next.
-                continue
+            data = encode_image(image, fmt, quality)  # type: ignore[arg-type]
             if len(data) <= budget:
                 return f"{stem}.{'jpg' if fmt == 'jpeg' else fmt}", data
         if max(image.size) <= 64:

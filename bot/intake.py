@@ -129,9 +129,7 @@ class Intake:
 
     async def _download(self, role: str, info: AttachmentInfo) -> bytes:
         try:
-            return await fetch(
-                self._bot.http_session, info.url, declared_size=info.size, limits=self._config.downloads
-            )
+            return await fetch(self._bot.http_session, info.url, declared_size=info.size, limits=self._config.downloads)
         except DownloadError as exc:
             raise Refusal(str(download_failed(role, info.filename, exc)), "download") from None
 
@@ -177,9 +175,8 @@ class Intake:
         # The deferred (ephemeral) response must be answered before the public status message is
         # posted: Discord turns the first followup after a defer into the deferred response itself.
         try:
-            await interaction.edit_original_response(
-                content=f"Your job `{record.id[:8]}` is queued; its progress and result will appear in this channel."
-            )
+            confirmation = f"Your job `{record.id[:8]}` is queued; its progress and result will appear in this channel."
+            await interaction.edit_original_response(content="\n".join([confirmation, *notes]))
         except discord.HTTPException as exc:
             log.warning("could not confirm job %s to its requester: %s", record.id, exc)
         await self._bot.runner.follow(active)

@@ -15,7 +15,10 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.jobs = Counter(
-            "nst_jobs", "Jobs that ended, by outcome (finished, failed, cancelled).", ["outcome"], registry=self.registry
+            "nst_jobs",
+            "Jobs that ended, by outcome (finished, failed, cancelled).",
+            ["outcome"],
+            registry=self.registry,
         )
         self.refusals = Counter(
             "nst_refusals", "Requests refused before queueing, by reason.", ["reason"], registry=self.registry

@@ -164,8 +164,8 @@ class JobRunner:
                         await self._show(active, self._running(active, update.device))
             await self._conclude(active)
         except Exception:
+            # The store keeps the job open: the sweep retries delivering it if it ended, the next start resumes it.
             log.exception("following job %s failed", record.id)
-            raise
         finally:
             self._active.pop(record.id, None)
 
@@ -315,4 +315,3 @@ class JobRunner:
         waiting.extend(self._delivering.values())
         if waiting:
             await asyncio.wait(waiting, timeout=self._pool.config.kill_grace_s + 5)
-

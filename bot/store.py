@@ -12,10 +12,11 @@ import asyncio
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from bot.jobs import FINAL_STATES, DeliveryMode, JobParams, JobRecord, ResultSummary
 
@@ -55,11 +56,31 @@ CREATE TABLE IF NOT EXISTS guild_settings (
 );
 """
 
-_COLUMNS = (
-    "id user_id guild_id channel_id application_id interaction_token token_expires_at upload_limit params "
-    "content_blob style_ref created_at state status_message_id error summary delivery delivery_mode "
-    "delivered_message_id parent_id updated_at finished_at delivered_at"
-).split()
+_COLUMNS = [
+    "id",
+    "user_id",
+    "guild_id",
+    "channel_id",
+    "application_id",
+    "interaction_token",
+    "token_expires_at",
+    "upload_limit",
+    "params",
+    "content_blob",
+    "style_ref",
+    "created_at",
+    "state",
+    "status_message_id",
+    "error",
+    "summary",
+    "delivery",
+    "delivery_mode",
+    "delivered_message_id",
+    "parent_id",
+    "updated_at",
+    "finished_at",
+    "delivered_at",
+]
 
 
 @dataclass
@@ -203,9 +224,7 @@ class JobStore:
 
     async def open_jobs(self) -> list[JobRecord]:
         """Jobs that still owe their requester something: unfinished, or finished but not delivered."""
-        rows = await self._query(
-            "SELECT * FROM jobs WHERE delivery IN ('pending', 'sending') ORDER BY created_at"
-        )
+        rows = await self._query("SELECT * FROM jobs WHERE delivery IN ('pending', 'sending') ORDER BY created_at")
         return [_from_row(row) for row in rows]
 
     async def count_by_state(self) -> dict[str, int]:

@@ -202,8 +202,9 @@ def encode_image(image: np.ndarray | Image.Image, fmt: EncodeFormat, quality: in
         picture.save(out, "PNG", compress_level=6)
     elif fmt_key == "jpeg":
         # Full-resolution chroma: stylised images are full of fine colour strokes that
-        # 4:2:0 subsampling smears.
-        picture.save(out, "JPEG", quality=quality, subsampling=0, optimize=True)
+        # 4:2:0 subsampling smears. No optimize=True: Pillow then sizes libjpeg's buffer
+        # from the pixel count, which noisy images overflow ("Suspension not allowed here").
+        picture.save(out, "JPEG", quality=quality, subsampling=0)
     else:
         picture.save(out, "WEBP", quality=quality)
     return out.getvalue()

@@ -73,7 +73,9 @@ async def _derive(bot: NSTBot, action: str, job_id: str, interaction: discord.In
     try:
         source = await bot.store.get(job_id)
         if source is None:
-            raise Refusal("This result is too old: its images are no longer kept. Please run /stylize again.", "expired")
+            raise Refusal(
+                "This result is too old: its images are no longer kept. Please run /stylize again.", "expired"
+            )
         await bot.intake.gate(interaction)
         params = derive_params(source.params, action)
         record = bot.intake.new_record(

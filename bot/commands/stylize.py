@@ -21,7 +21,9 @@ async def preset_autocomplete(interaction: discord.Interaction, current: str) ->
     return [app_commands.Choice(name=preset.label[:100], value=preset.key) for preset in bot.presets.search(current)]
 
 
-@app_commands.command(name="stylize", description="Repaint a picture in the style of another image or a famous painting.")
+@app_commands.command(
+    name="stylize", description="Repaint a picture in the style of another image or a famous painting."
+)
 @app_commands.guild_only()
 @app_commands.describe(
     content="The picture to repaint",

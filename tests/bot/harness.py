@@ -103,8 +103,15 @@ class BotProcess:
         env.pop("DISCORD_TOKEN_FILE", None)
         with log_path.open("wb") as log:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot", "--config", str(config_path),
-                cwd=REPO_ROOT, env=env, stdout=log, stderr=asyncio.subprocess.STDOUT,
+                sys.executable,
+                "-m",
+                "bot",
+                "--config",
+                str(config_path),
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
             )
         port = int(next(line for line in config_path.read_text().splitlines() if line.startswith("port = "))[7:])
         return cls(process, log_path, port)
@@ -180,7 +187,9 @@ def title(message: FakeMessage) -> str:
     return message.embeds[0].get("title", "") if message.embeds else ""
 
 
-async def wait_title(fake: FakeDiscord, message: FakeMessage, wanted: str | tuple[str, ...], timeout: float = 60.0) -> None:
+async def wait_title(
+    fake: FakeDiscord, message: FakeMessage, wanted: str | tuple[str, ...], timeout: float = 60.0
+) -> None:
     wanted = (wanted,) if isinstance(wanted, str) else wanted
     await fake.wait_for(lambda: title(message) in wanted, timeout, f"message {message.id} to show {wanted}")
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tomllib
 import typing
 from dataclasses import fields, is_dataclass
@@ -137,3 +140,27 @@ def test_token_problems_are_explained(tmp_path):
     empty.write_text("\n")
     with pytest.raises(ConfigError, match="is empty"):
         load_token(Config(), {"DISCORD_TOKEN_FILE": str(empty)})
+
+
+def _run_bot_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+
+
+def test_the_command_line_names_the_bad_key_and_exits_2(tmp_path):
+    bad = tmp_path / "config.toml"
+    bad.write_text("[limits]\ncooldown_s = -5\n")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DISCORD_TOKEN")}
+    result = _run_bot_cli("--config", str(bad), env=env)
+    assert result.returncode == 2
+    assert "limits.cooldown_s: must be 0 or more (got -5)" in result.stderr
+
+    bad.write_text("[limits]\ncooldown_s = 5\n")
+    result = _run_bot_cli("--config", str(bad), "--check", env=env)
+    assert result.returncode == 2 and "no Discord token" in result.stderr
+
+    env["DISCORD_TOKEN"] = "secret-token-value"
+    result = _run_bot_cli("--config", str(bad), "--check", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "secret-token-value" not in result.stdout + result.stderr

@@ -55,6 +55,7 @@ async def world(tmp_path_factory, images_dir):
             folder,
             fake,
             {
+                "discord": {"guild_allowlist": [fake.guild.id]},
                 "limits": {"cooldown_s": 600.0, "queue_size": 1},
                 "pool": {"progress_every": 1},
                 "quality.balanced": {"size": 40, "steps": 30},
@@ -125,10 +126,22 @@ async def test_each_bad_request_gets_its_own_ephemeral_message(world):
         ({"style": fake.add_attachment(b"x" * 10, "wide.png", "image/png", width=5000, height=5000)}, "megapixels"),
         ({"style": fake.add_attachment(truncated.data, "cut.png", "image/png")}, "truncated or corrupt"),
         ({"style": fake.add_attachment(html.data, "page.png", "image/png")}, "web page (HTML)"),
-        ({"style": fake.add_attachment(b"x" * 10, "gone.png", "image/png", fault=CdnFault.status_code(404))}, "HTTP 404"),
-        ({"style": fake.add_attachment(b"x" * 10, "far.png", "image/png", url="https://example.com/a.png")}, "not hosted on Discord's CDN"),
-        ({"style": fake.add_attachment(truncated.data, "liar.png", "image/png", declared_size=10)}, "larger than Discord said"),
-        ({"style": fake.add_attachment(b"x" * 10, "slow.png", "image/png", fault=CdnFault.hang(30))}, "took longer than 3 s"),
+        (
+            {"style": fake.add_attachment(b"x" * 10, "gone.png", "image/png", fault=CdnFault.status_code(404))},
+            "HTTP 404",
+        ),
+        (
+            {"style": fake.add_attachment(b"x" * 10, "far.png", "image/png", url="https://example.com/a.png")},
+            "not hosted on Discord's CDN",
+        ),
+        (
+            {"style": fake.add_attachment(truncated.data, "liar.png", "image/png", declared_size=10)},
+            "larger than Discord said",
+        ),
+        (
+            {"style": fake.add_attachment(b"x" * 10, "slow.png", "image/png", fault=CdnFault.hang(30))},
+            "took longer than 3 s",
+        ),
         ({}, "Attach a style image, or pick one of the preset paintings"),
         ({"preset": "starry_night", "style": world.images.style}, "either a style image or a preset"),
         ({"preset": "mona_lisa"}, "no preset called `mona_lisa`"),
@@ -160,7 +173,9 @@ async def test_cancel_is_for_the_requester_or_a_moderator(world):
     assert "Cancelled by its requester" in status.text and status.buttons == []
     assert finals_for(fake, job_prefix(status)) == [status]
 
-    interaction = await stylize(fake, world.user(), content=world.images.content, style=world.images.style, quality="high")
+    interaction = await stylize(
+        fake, world.user(), content=world.images.content, style=world.images.style, quality="high"
+    )
     status = await accepted_status(interaction)
     await fake.wait_for(lambda: title(status) == RUNNING_TITLE, 60, "the job to start")
     await (await fake.press_button(status, label="Cancel", user=moderator)).wait_acknowledged()
@@ -236,14 +251,23 @@ async def test_status_settings_health_and_metrics(world):
     assert "not enabled in this channel" in await refusal(refused)
     await (await fake.invoke_command("nst-settings", subcommand="all-channels", user=admin)).wait_original()
 
+    other_server = fake.add_guild("Not Allowed")
+    outsider = await fake.invoke_command(
+        "stylize", {"content": world.images.content, "preset": "starry_night"}, user=world.user(), guild=other_server
+    )
+    assert "not enabled for this server" in await refusal(outsider)
+
     limit = await fake.invoke_command("nst-settings", {"quality": "fast"}, subcommand="max-quality", user=admin)
     await limit.wait_original()
     capped = await accepted_status(
         await stylize(fake, world.user(), content=world.images.content, preset="starry_night", quality="high")
     )
     await wait_title(fake, capped, DONE_TITLE)
-    assert "up to **fast**" in capped.text and max(capped.attachments[0].image().size) == 32
-    await (await fake.invoke_command("nst-settings", {"quality": "high"}, subcommand="max-quality", user=admin)).wait_original()
+    assert "up to **fast**" in capped.history[0].embeds[0]["description"]
+    assert max(capped.attachments[0].image().size) == 32
+    await (
+        await fake.invoke_command("nst-settings", {"quality": "high"}, subcommand="max-quality", user=admin)
+    ).wait_original()
 
     async with aiohttp.ClientSession() as session:
         async with session.get(f"http://127.0.0.1:{world.bot.http_port}/healthz") as response:

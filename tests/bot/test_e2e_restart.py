@@ -15,6 +15,7 @@ from tests.bot.harness import (
     add_images,
     finals_for,
     job_prefix,
+    refusal,
     stylize,
     title,
     wait_title,
@@ -73,6 +74,11 @@ async def test_jobs_and_buttons_survive_sigterm_and_sigkill(tmp_path, images_dir
             queued = await accepted_status(
                 await stylize(fake, fourth_user, content=images.content, style=images.style, quality="fast")
             )
+            also_queued = await accepted_status(
+                await stylize(fake, fourth_user, content=images.content, preset="starry_night", quality="fast")
+            )
+            over_limit = await stylize(fake, fourth_user, content=images.content, preset="starry_night", quality="fast")
+            assert "You already have 2 jobs queued or running" in await refusal(over_limit)
             await fake.wait_for(lambda: "Iteration" in crashed.text, 60, "the job to run before the crash")
         finally:
             await bot.kill()
@@ -82,9 +88,10 @@ async def test_jobs_and_buttons_survive_sigterm_and_sigkill(tmp_path, images_dir
             await bot.wait_ready(fake, identifies=3)
             await wait_title(fake, crashed, DONE_TITLE, timeout=120)
             await wait_title(fake, queued, DONE_TITLE, timeout=120)
+            await wait_title(fake, also_queued, DONE_TITLE, timeout=120)
             assert await bot.terminate() == 0, bot.log()[-3000:]
         finally:
             await bot.kill()
 
-        for message in (finished, long_job, more, crashed, queued):
+        for message in (finished, long_job, more, crashed, queued, also_queued):
             assert finals_for(fake, job_prefix(message)) == [message]

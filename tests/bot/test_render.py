@@ -68,13 +68,15 @@ def test_formatting_helpers():
     assert progress_bar(20, 10, width=4) == "████ 100%"
     assert format_loss(0) == "0"
     assert format_loss(12.3456) == "12.35"
+    assert format_loss(20000) == "20000"
+    assert format_loss(0.05) == "0.05000"
     assert format_loss(1.5e7) == "1.500e+07"
 
 
 def test_loss_table_lists_every_term_initial_to_final():
     table = loss_table(LossSummary(_summary().initial, _summary().final)).splitlines()
     assert [line.split()[0] for line in table[1:]] == ["content", "style", "tv", "total"]
-    assert table[2].split() == ["style", "1.235e+04", "→", "250"]
+    assert table[2].split() == ["style", "12346", "→", "250.0"]
     assert len({len(line) for line in table}) == 1
 
 

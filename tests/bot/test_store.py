@@ -21,20 +21,20 @@ async def store(tmp_path):
 
 
 def _record(content_blob: str = "c" * 64, style_ref: str = "preset:starry_night", **changes) -> JobRecord:
-    values = dict(
-        id=new_job_id(),
-        user_id=11,
-        guild_id=22,
-        channel_id=33,
-        application_id=44,
-        interaction_token="tok",
-        token_expires_at=time.time() + 900,
-        upload_limit=8_000_000,
-        params=JobParams(quality="fast", size=48, steps=3, style_strength=2.0, preserve_colors=True, seed=5),
-        content_blob=content_blob,
-        style_ref=style_ref,
-        created_at=time.time(),
-    )
+    values = {
+        "id": new_job_id(),
+        "user_id": 11,
+        "guild_id": 22,
+        "channel_id": 33,
+        "application_id": 44,
+        "interaction_token": "tok",
+        "token_expires_at": time.time() + 900,
+        "upload_limit": 8_000_000,
+        "params": JobParams(quality="fast", size=48, steps=3, style_strength=2.0, preserve_colors=True, seed=5),
+        "content_blob": content_blob,
+        "style_ref": style_ref,
+        "created_at": time.time(),
+    }
     values.update(changes)
     return JobRecord(**values)
 

@@ -22,14 +22,14 @@ PRESETS = PresetCatalogue(["starry_night", "the_scream"], {})
 
 
 def _info(**changes) -> AttachmentInfo:
-    values = dict(
-        filename="cat.png",
-        url="https://cdn.discordapp.com/attachments/1/2/cat.png",
-        size=50_000,
-        content_type="image/png",
-        width=640,
-        height=480,
-    )
+    values = {
+        "filename": "cat.png",
+        "url": "https://cdn.discordapp.com/attachments/1/2/cat.png",
+        "size": 50_000,
+        "content_type": "image/png",
+        "width": 640,
+        "height": 480,
+    }
     values.update(changes)
     return AttachmentInfo(**values)
 

@@ -18,7 +18,14 @@ def test_custom_ids_round_trip_and_fit_discords_limit(action):
 
 @pytest.mark.parametrize(
     "custom_id",
-    ["", "nst:rerun:", "nst:explode:" + "a" * 32, "nst:rerun:" + "A" * 32, "nst:rerun:" + "a" * 31, "x" + "nst:rerun:" + "a" * 32],
+    [
+        "",
+        "nst:rerun:",
+        "nst:explode:" + "a" * 32,
+        "nst:rerun:" + "A" * 32,
+        "nst:rerun:" + "a" * 31,
+        "x" + "nst:rerun:" + "a" * 32,
+    ],
 )
 def test_foreign_custom_ids_are_not_ours(custom_id):
     assert decode_custom_id(custom_id) is None

@@ -76,3 +76,11 @@ def test_jpg_is_an_alias_of_jpeg(photo: np.ndarray) -> None:
 def test_refusals_are_typed(image: np.ndarray, fmt: str, quality: int) -> None:
     with pytest.raises(InvalidRequest):
         encode_image(image, fmt, quality)
+
+
+@pytest.mark.parametrize("quality", [92, 100])
+def test_jpeg_encodes_noise_that_compresses_worse_than_one_byte_per_pixel(quality: int) -> None:
+    noise = np.random.default_rng(0).integers(0, 256, size=(256, 256, 3), dtype=np.uint8)
+    data = encode_image(noise, "jpeg", quality)
+    assert len(data) > 256 * 256
+    assert roundtrip(data).shape == (256, 256, 3)

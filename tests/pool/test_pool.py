@@ -63,21 +63,24 @@ async def pool(shared_pool: Pool):
     assert not leftovers, f"the test left jobs queued or running: {leftovers}"
 
 
-async def history(job) -> list:
-    return [update async for update in job.updates()]
-
-
 async def test_concurrent_jobs_each_finish_once_with_what_they_asked_for(pool: Pool) -> None:
     completed_before = pool.stats().completed
     sizes = [32, 36, 40, 44, 48, 52]
-    jobs = [pool.submit(tiny_request(size=size), owner=f"user{index % 3}") for index, size in enumerate(sizes)]
-    histories = [await history(job) for job in jobs]
+    jobs, streams = [], []
+    for index, size in enumerate(sizes):
+        jobs.append(pool.submit(tiny_request(size=size), owner=f"user{index % 3}"))
+        streams.append(jobs[-1].updates())
+        # The first update is the current state and arrives without yielding to the loop,
+        # so every stream is subscribed before any worker reports anything.
+        assert (await anext(streams[-1])).kind in ("queued", "started")
+    histories = [[update async for update in stream] for stream in streams]
 
     for job, size, updates in zip(jobs, sizes, histories, strict=True):
         assert [update.kind for update in updates if update.kind in FINAL] == ["finished"]
         assert updates[-1].kind == "finished"
         progress = [update.progress for update in updates if update.progress is not None]
         assert progress and all(p.total == 3 and 1 <= p.iteration <= 3 for p in progress)
+        assert progress[0].preview.startswith(b"\x89PNG"), "the first report carries a preview"
         result = await job.result()
         assert (result.width, result.height) == (size, size * 3 // 4)
         assert result.device == "cpu" and result.evaluations == 3
@@ -105,7 +108,7 @@ async def test_owners_take_turns_and_limits_refuse_politely(pool: Pool) -> None:
 
     assert [job.position for job in (alice[0], bob, alice[1], alice[2])] == [1, 2, 3, 4]
     assert (await anext(bob_updates)).position == 2
-    assert 0 < alice[0].eta < bob.eta < alice[2].eta
+    assert 0 < alice[0].eta <= bob.eta < alice[2].eta
     with pytest.raises(OwnerLimitReached) as limit:
         pool.submit(tiny_request(), owner="alice")
     assert limit.value.limit == 3 and "3 jobs" in str(limit.value)

@@ -1,0 +1,231 @@
+"""stylize() end to end on CPU with the real caffe VGG19 and tiny images."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nst_engine import transfer
+from nst_engine.color import rgb_to_yiq
+from nst_engine.errors import (
+    BrokenImage,
+    Cancelled,
+    EmptyImage,
+    ImageTooLarge,
+    InvalidRequest,
+    NotAnImage,
+    UnsupportedFormat,
+)
+from nst_engine.imageio import decode_image
+from nst_engine.request import Progress
+from nst_engine.transfer import fit_long_side, stylize, to_tensor
+
+from .conftest import brush_strokes, png_bytes
+
+
+def test_optimisation_lowers_style_and_content_loss(tiny_request):
+    # From noise, with style and content in balance, both errors must come down together.
+    result = stylize(tiny_request(init="noise", steps=20, style_weight=0.01), device="cpu")
+    initial, final = result.losses.initial, result.losses.final
+    assert final.style < 0.5 * initial.style
+    assert final.content < 0.8 * initial.content
+    assert final.total == pytest.approx(final.content + final.style + final.tv, rel=1e-5)
+    assert result.evaluations == 20
+    assert result.image.dtype == np.uint8 and result.image.shape == (36, 48, 3)
+    assert (result.width, result.height) == (48, 36)
+    assert result.device == "cpu" and result.seed == 1 and result.weights == "caffe"
+
+
+def test_content_init_starts_at_zero_content_loss(tiny_request):
+    result = stylize(tiny_request(steps=4), device="cpu")
+    assert result.losses.initial.content == 0.0
+    assert result.losses.final.style < result.losses.initial.style
+
+
+def test_same_seed_gives_same_image(tiny_request):
+    first = stylize(tiny_request(init="noise", steps=4, seed=7), device="cpu")
+    again = stylize(tiny_request(init="noise", steps=4, seed=7), device="cpu")
+    other = stylize(tiny_request(init="noise", steps=4, seed=8), device="cpu")
+    assert np.array_equal(first.image, again.image)
+    assert not np.array_equal(first.image, other.image)
+
+
+def test_progress_every_n_evaluations_with_preview(tiny_request):
+    seen: list[Progress] = []
+    stylize(tiny_request(steps=6), device="cpu", on_progress=seen.append, progress_every=2, preview_size=16)
+    assert [p.iteration for p in seen] == [2, 4, 6]
+    assert all(p.total == 6 for p in seen)
+    preview = Image.open(io.BytesIO(seen[-1].preview))
+    assert preview.format == "PNG" and max(preview.size) == 16
+
+
+def test_progress_without_preview_size_has_no_preview(tiny_request):
+    seen: list[Progress] = []
+    stylize(tiny_request(steps=2), device="cpu", on_progress=seen.append, progress_every=1)
+    assert [p.preview for p in seen] == [None, None]
+
+
+def test_cancel_stops_within_one_evaluation(tiny_request):
+    token = threading.Event()
+    seen: list[int] = []
+
+    def on_progress(progress: Progress) -> None:
+        seen.append(progress.iteration)
+        if progress.iteration == 3:
+            token.set()
+
+    with pytest.raises(Cancelled, match="after 3 of 50"):
+        stylize(tiny_request(steps=50), device="cpu", on_progress=on_progress, progress_every=1, cancel=token)
+    assert seen == [1, 2, 3]
+
+
+def test_cancel_before_start(tiny_request):
+    token = threading.Event()
+    token.set()
+    with pytest.raises(Cancelled, match="after 0 of"):
+        stylize(tiny_request(), device="cpu", cancel=token)
+
+
+def _chroma(image: torch.Tensor) -> torch.Tensor:
+    return rgb_to_yiq(image)[:, 1:]
+
+
+def test_luminance_mode_keeps_content_chroma(tiny_request, content_png):
+    result = stylize(tiny_request(steps=8, preserve_colors="luminance"), device="cpu")
+    plain = stylize(tiny_request(steps=8), device="cpu")
+    content_image = decode_image(content_png, max_pixels=10**6)
+    content = to_tensor(content_image, fit_long_side(*content_image.size, 48), torch.device("cpu"))
+
+    def chroma_error(image: np.ndarray) -> float:
+        output = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).float() / 255
+        return (_chroma(output) - _chroma(content)).abs().mean().item()
+
+    assert chroma_error(result.image) < 0.01
+    assert chroma_error(plain.image) > 3 * chroma_error(result.image)
+
+
+def test_histogram_mode_runs_and_moves_colours_towards_content(tiny_request, content_png):
+    matched = stylize(tiny_request(steps=8, preserve_colors="histogram"), device="cpu")
+    plain = stylize(tiny_request(steps=8), device="cpu")
+    content = np.asarray(decode_image(content_png, max_pixels=10**6).resize((48, 36)), dtype=float)
+    target = content.reshape(-1, 3).std(axis=0)
+    assert np.abs(matched.image.reshape(-1, 3).std(axis=0) - target).sum() < np.abs(
+        plain.image.reshape(-1, 3).std(axis=0) - target
+    ).sum()
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"optimizer": "adam"},
+        {"init": "style"},
+        {"init": "noise", "optimizer": "adam"},
+        {"pooling": "avg"},
+        {"style_scale": 2.0},
+        {"tv_weight": 10.0},
+        {"content_layers": ("relu3_1", "conv4_2"), "style_layers": ("conv1_1", "relu2_2")},
+    ],
+    ids=lambda settings: ",".join(f"{k}={v}" for k, v in settings.items()),
+)
+def test_settings_run(tiny_request, settings):
+    result = stylize(tiny_request(steps=3, **settings), device="cpu")
+    assert result.evaluations == 3
+    assert result.image.shape == (36, 48, 3)
+    assert np.isfinite(result.losses.final.total)
+    if settings.get("tv_weight"):
+        assert result.losses.final.tv > 0
+
+
+def test_style_blend_weights_select_styles(tiny_request, style_png):
+    other_style = png_bytes(255 - brush_strokes(48, 48))
+    only_first = stylize(tiny_request(steps=4), device="cpu")
+    blended = stylize(tiny_request(steps=4, styles=(style_png, other_style), style_blend=(1.0, 0.0)), device="cpu")
+    mixed = stylize(tiny_request(steps=4, styles=(style_png, other_style), style_blend=(1.0, 1.0)), device="cpu")
+    assert np.array_equal(only_first.image, blended.image)
+    assert not np.array_equal(only_first.image, mixed.image)
+
+
+def test_style_scale_resizes_the_style_image(tiny_request):
+    request = tiny_request(style_scale=2.0)
+    images = transfer._Images(
+        decode_image(request.content, max_pixels=10**6), [decode_image(request.styles[0], max_pixels=10**6)]
+    )
+    content, (style,) = images.at(request, 48, torch.device("cpu"))
+    assert content.shape[-2:] == (36, 48)
+    assert style.shape[-2] * style.shape[-1] == pytest.approx(4 * 36 * 48, rel=0.05)
+
+
+def test_scale_ladder():
+    assert transfer._scale_ladder(1024, 600, None) == ((256, 200), (512, 200), (1024, 200))
+    assert transfer._scale_ladder(512, 100, None) == ((512, 100),)
+    assert transfer._scale_ladder(256, 101, True) == ((128, 50), (256, 51))
+    assert transfer._scale_ladder(1024, 600, False) == ((1024, 600),)
+    assert transfer._scale_ladder(1024, 12, None) == ((1024, 12),)
+
+
+def test_multiscale_runs_coarse_to_fine(tiny_request, monkeypatch):
+    monkeypatch.setattr(transfer, "MULTISCALE_COARSEST", 24)
+    seen: list[Progress] = []
+    result = stylize(tiny_request(steps=20, multiscale=True), device="cpu", on_progress=seen.append, progress_every=5)
+    assert result.evaluations == 20 and result.image.shape == (36, 48, 3)
+    assert [p.iteration for p in seen] == [5, 10, 15, 20]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"size": 8}, "size"),
+        ({"steps": 0}, "steps"),
+        ({"quality": "ultra"}, "quality"),
+        ({"optimizer": "sgd"}, "optimizer"),
+        ({"init": "zeros"}, "init"),
+        ({"preserve_colors": "sepia"}, "colour"),
+        ({"pooling": "min"}, "pooling"),
+        ({"styles": ()}, "style image"),
+        ({"content_layers": ("relu9_9",)}, "relu9_9"),
+        ({"style_layers": ()}, "layer"),
+        ({"style_weight": -1.0}, "style weight"),
+        ({"tv_weight": float("nan")}, "tv weight"),
+        ({"style_scale": 0.0}, "style scale"),
+        ({"style_blend": (1.0, 2.0)}, "blend"),
+        ({"style_blend": (0.0,)}, "blend"),
+        ({"style_layer_weights": (1.0,)}, "layer weight"),
+    ],
+)
+def test_invalid_requests(tiny_request, settings, message):
+    with pytest.raises(InvalidRequest, match=message):
+        stylize(tiny_request(**settings), device="cpu")
+
+
+def _tiff() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(out, "TIFF")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (b"", EmptyImage),
+        (b"hello, I am text", NotAnImage),
+        (png_bytes(np.zeros((40, 40, 3)))[:60], BrokenImage),
+        (_tiff(), UnsupportedFormat),
+        (png_bytes(np.zeros((400, 400, 3))), ImageTooLarge),
+    ],
+    ids=["empty", "text", "truncated", "tiff", "too-large"],
+)
+def test_bad_images_raise_typed_errors(tiny_request, data, error):
+    with pytest.raises(error):
+        stylize(tiny_request(content=data, max_input_pixels=100_000), device="cpu")
+    with pytest.raises(error):
+        stylize(tiny_request(styles=(data,), max_input_pixels=100_000), device="cpu")
+
+
+def test_unknown_device_is_invalid(tiny_request):
+    with pytest.raises(InvalidRequest, match="device"):
+        stylize(tiny_request(), device="tpu")

@@ -1,0 +1,27 @@
+"""Device names and how CPU cores are shared between workers."""
+
+from __future__ import annotations
+
+import pytest
+
+from nst_engine.pool.devices import available_cores, device_type, threads_per_worker
+
+
+def test_device_types() -> None:
+    assert device_type("cpu") == "cpu"
+    assert device_type("cuda") == "cuda"
+    assert device_type("cuda:1") == "cuda"
+    with pytest.raises(ValueError, match="unknown device 'mps'"):
+        device_type("mps")
+
+
+def test_cpu_workers_split_the_cores_and_never_get_zero_threads() -> None:
+    cores = available_cores()
+    assert threads_per_worker(("cpu",), 1, None) == cores
+    assert threads_per_worker(("cpu",), cores * 4, None) == 1
+    assert threads_per_worker(("cpu", "cuda:0"), 2, None) == max(1, cores // 2)
+    assert threads_per_worker(("cpu",), 2, 3) == 3
+
+
+def test_gpu_workers_get_a_couple_of_threads() -> None:
+    assert threads_per_worker(("cuda:0", "cuda:1"), 2, None) == 2
