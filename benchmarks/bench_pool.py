@@ -113,7 +113,12 @@ def main() -> None:
     )
     requests = make_requests(args)
     print(f"{args.jobs} jobs, {args.size} px, {args.steps} evaluations each, on {args.device}")
-    print(f"machine: {platform.machine()}, {available_cores()} cores, Python {platform.python_version()}")
+    import torch
+
+    print(
+        f"machine: {platform.machine()}, {available_cores()} cores, "
+        f"Python {platform.python_version()}, torch {torch.__version__}"
+    )
 
     print(f"load average before: {_load()}")
 

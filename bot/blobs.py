@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import uuid
 from pathlib import Path
 
 
@@ -64,7 +65,8 @@ class BlobStore:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    # Unique per write: two requests with the same image store the same blob from two threads at once.
+    temporary = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
     with temporary.open("wb") as handle:
         handle.write(data)
         handle.flush()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import discord
@@ -57,6 +58,8 @@ class Intake:
     def __init__(self, bot: NSTBot) -> None:
         self._bot = bot
         self._last_accepted: dict[int, float] = {}
+        # Jobs between the final check of their user's limits and the runner taking them.
+        self._accepting: Counter[int] = Counter()
 
     @property
     def _config(self) -> Config:
@@ -76,20 +79,23 @@ class Intake:
         if settings.allowed_channels and interaction.channel_id not in settings.allowed_channels:
             channels = ", ".join(f"<#{channel}>" for channel in settings.allowed_channels)
             raise Refusal(f"Style transfer is not enabled in this channel. Try {channels}.", "channel")
-        user_id = interaction.user.id
+        self._check_user(interaction.user.id)
+        return settings
+
+    def _check_user(self, user_id: int) -> None:
+        """Refuse a user still in their cooldown, or with as many jobs as they may have."""
         cooldown = self._config.limits.cooldown_s
         last = self._last_accepted.get(user_id)
         if last is not None and time.monotonic() - last < cooldown:
             wait = max(1, round(cooldown - (time.monotonic() - last)))
             raise Refusal(f"Slow down a little: you can start another job in {wait} s.", "cooldown")
         limit = self._config.limits.max_jobs_per_user
-        if runner.active_count(user_id) >= limit:
+        if self._bot.runner.active_count(user_id) + self._accepting[user_id] >= limit:
             plural = "job" if limit == 1 else "jobs"
             raise Refusal(
                 f"You already have {limit} {plural} queued or running. Wait for one to finish, or cancel one.",
                 "user_limit",
             )
-        return settings
 
     async def stylize(
         self,
@@ -161,17 +167,35 @@ class Intake:
 
     async def accept(self, interaction: discord.Interaction, record: JobRecord, notes: list[str]) -> None:
         """Store the job, queue it, confirm privately, then post its public status message."""
-        await self._bot.store.add(record)
+        user_id = record.user_id
+        # Requests sent together all pass the gate while each downloads: check again, and claim the
+        # user's cooldown and job slot, with nothing awaited in between.
+        self._check_user(user_id)
+        previous = self._last_accepted.get(user_id)
+        claimed = self._last_accepted[user_id] = time.monotonic()
+        self._accepting[user_id] += 1
         try:
-            active = await self._bot.runner.submit(record, notes)
-        except QueueFull as exc:
-            await self._bot.store.delete(record.id)
-            wait = max(1, round(exc.retry_after))
-            raise Refusal(f"The queue is full. Please try again in about {wait} s.", "queue_full") from None
-        except PoolError as exc:
-            await self._bot.store.delete(record.id)
-            raise Refusal(str(exc), _POOL_REFUSALS.get(type(exc), "pool")) from None
-        self._last_accepted[record.user_id] = time.monotonic()
+            await self._bot.store.add(record)
+            try:
+                active = await self._bot.runner.submit(record, notes)
+            except QueueFull as exc:
+                await self._bot.store.delete(record.id)
+                wait = max(1, round(exc.retry_after))
+                raise Refusal(f"The queue is full. Please try again in about {wait} s.", "queue_full") from None
+            except PoolError as exc:
+                await self._bot.store.delete(record.id)
+                raise Refusal(str(exc), _POOL_REFUSALS.get(type(exc), "pool")) from None
+        except BaseException:
+            if self._last_accepted.get(user_id) == claimed:
+                if previous is None:
+                    del self._last_accepted[user_id]
+                else:
+                    self._last_accepted[user_id] = previous
+            raise
+        finally:
+            self._accepting[user_id] -= 1
+            if not self._accepting[user_id]:
+                del self._accepting[user_id]
         # The deferred (ephemeral) response must be answered before the public status message is
         # posted: Discord turns the first followup after a defer into the deferred response itself.
         try:

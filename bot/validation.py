@@ -74,7 +74,7 @@ def check_attachment(info: AttachmentInfo, role: str, config: Config) -> None:
     label = _label(role, info.filename)
     content_type = (info.content_type or "").split(";")[0].strip().lower()
     if content_type not in limits.content_types:
-        kind = f"a {content_type} file" if content_type else "a file of unknown type"
+        kind = f"of type `{content_type}`" if content_type else "of an unknown type"
         raise Rejection(f"{label} is {kind}, not an image I can use. Please attach a PNG, JPEG, WebP, GIF or BMP.")
     if info.size <= 0:
         raise Rejection(f"{label} is empty (0 bytes). Please upload it again.")

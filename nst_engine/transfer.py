@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from nst_engine import color
-from nst_engine.device import configure_backends, memory_format, resolve_device
+from nst_engine import color, lbfgs
+from nst_engine.device import configure_backends, resolve_device
 from nst_engine.errors import Cancelled, InvalidRequest, OutOfMemory
 from nst_engine.imageio import decode_image, encode_image
 from nst_engine.losses import content_loss, gram, style_loss, tv_loss
@@ -32,6 +32,7 @@ MULTISCALE_COARSEST = 128  # smallest long side of a coarse-to-fine ladder
 MULTISCALE_AUTO_FROM = 768  # long side from which coarse-to-fine is on unless the request says otherwise
 ADAM_LR = 5.0  # in pixel units (0-255)
 PIXEL_SCALE = 255.0
+LBFGS_FIRST_STEP = 1.0  # pixel levels the first (gradient) step moves the most-changed pixel by
 # Default style layer weight is STYLE_LAYER_SCALE / channels**2, which evens out the layers'
 # Gram magnitudes; the scale balances style against content per weight source so that
 # content_weight = style_weight = 1 looks good with either network.
@@ -249,15 +250,13 @@ class _Run:
 def _optimise(image: torch.Tensor, objective: Objective, budget: int, optimizer: str, run: _Run) -> torch.Tensor:
     """Run ``budget`` objective evaluations from ``image``; returns the result clamped to [0, 1].
 
-    The optimiser works in 8-bit pixel units (0-255), as the reference implementations do:
-    L-BFGS's first step has a fixed length, and in [0, 1] units it is 255 times too long,
-    which sends it off to infinity on some images.
+    The optimiser works in 8-bit pixel units (0-255), so step sizes read as pixel levels.
     """
     pixels = (image.detach() * PIXEL_SCALE).requires_grad_(True)
 
     def evaluate() -> torch.Tensor:
         run.check_cancel()
-        opt.zero_grad(set_to_none=False)
+        pixels.grad = None
         current = pixels / PIXEL_SCALE
         values = objective(current)
         values[3].backward()
@@ -265,22 +264,12 @@ def _optimise(image: torch.Tensor, objective: Objective, budget: int, optimizer:
         return values[3]
 
     if optimizer == "lbfgs":
-        # Tolerances below zero: the budget alone decides when to stop.
-        opt = torch.optim.LBFGS(
-            [pixels],
-            lr=1.0,
-            max_iter=budget,
-            max_eval=budget,
-            tolerance_grad=-1.0,
-            tolerance_change=-1.0,
-            history_size=LBFGS_HISTORY,
-        )
-        opt.step(evaluate)
+        lbfgs.minimise(pixels, evaluate, budget, history=LBFGS_HISTORY, first_step=LBFGS_FIRST_STEP)
     else:
-        opt = torch.optim.Adam([pixels], lr=ADAM_LR)
+        adam = torch.optim.Adam([pixels], lr=ADAM_LR)
         for _ in range(budget):
             evaluate()
-            opt.step()
+            adam.step()
             with torch.no_grad():
                 pixels.clamp_(0, PIXEL_SCALE)
     return (pixels.detach() / PIXEL_SCALE).clamp(0, 1)
@@ -343,7 +332,6 @@ def _run_scales(
     device: torch.device,
     run: _Run,
 ) -> tuple[torch.Tensor, LossTerms]:
-    layout = memory_format(device)
     image: torch.Tensor | None = None
     for index, (long_side, budget) in enumerate(plan.scales):
         content, styles = images.at(request, long_side, device)
@@ -353,15 +341,9 @@ def _run_scales(
             image = _initial_image(request, target_content, styles, plan.seed)
         else:
             image = _upsample(image, tuple(content.shape[-2:]))
-        objective = Objective(
-            model,
-            request,
-            plan,
-            target_content.contiguous(memory_format=layout),
-            [style.contiguous(memory_format=layout) for style in styles],
-        )
+        objective = Objective(model, request, plan, target_content, styles)
         del styles
-        image = _optimise(image.contiguous(memory_format=layout), objective, budget, request.optimizer, run)
+        image = _optimise(image.contiguous(), objective, budget, request.optimizer, run)
         if index < len(plan.scales) - 1:
             del objective
     with torch.no_grad():

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from nst_engine.device import weight_format
 from nst_engine.errors import InvalidRequest, WeightsUnavailable
 
 # Index i is the module at torchvision's ``vgg19().features[i]``.
@@ -225,7 +226,7 @@ def _convs_for(source: str, device: torch.device) -> dict[str, nn.Conv2d]:
             convs = _torchvision_convs(_state_dict_from_file(path), repr(str(path)))
         for conv in convs.values():
             conv.requires_grad_(False)
-            conv.to(device)
+            conv.to(device=device, memory_format=weight_format(device))
         _convs_cache[key] = convs
     return _convs_cache[key]
 

@@ -71,9 +71,17 @@ def exec_form(arguments: str) -> list[str]:
 
 
 def python_one_liners(command: str) -> list[str]:
-    """The code of every `python -c CODE` in a shell command."""
+    """The code of every `python [-I] -c CODE` in a shell command."""
     words = shlex.split(command)
-    return [words[i + 2] for i, w in enumerate(words[:-2]) if w == "python" and words[i + 1] == "-c"]
+    codes = []
+    for index, word in enumerate(words):
+        if word == "python":
+            rest = words[index + 1 :]
+            while rest and rest[0] in ("-I", "-B", "-u"):
+                rest = rest[1:]
+            if len(rest) >= 2 and rest[0] == "-c":
+                codes.append(rest[1])
+    return codes
 
 
 def requirement_name(requirement: str) -> str:

@@ -190,9 +190,19 @@ class Pool:
     # --- admission ----------------------------------------------------------------------
 
     def _admit(self, request: StyleRequest) -> dict[DeviceType, int]:
-        """Estimated peak memory per device type; JobTooLarge when no device has that much."""
+        """Estimated peak memory per device type; JobTooLarge when no device has that much.
+
+        EngineError when the request makes no sense. A request the estimate cannot make sense
+        of otherwise gets no estimate: the worker then refuses it with the engine's message.
+        """
         types = {device_type(device) for device in self.devices}
-        estimates = {kind: estimate_peak_bytes(request, kind) for kind in types}
+        try:
+            estimates = {kind: estimate_peak_bytes(request, kind) for kind in types}
+        except EngineError:
+            raise
+        except Exception:
+            log.info("no memory estimate for a request; the engine will judge it", exc_info=True)
+            return {}
         if any(estimates[device_type(d)] <= capacity for d, capacity in self._capacity.items()):
             return estimates
         largest = max(

@@ -13,6 +13,7 @@ import queue
 import signal
 import threading
 import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from ..errors import Cancelled, EngineError, OutOfMemory
@@ -33,6 +34,8 @@ from .protocol import (
 from .throttle import ProgressThrottle
 
 log = logging.getLogger("nst_engine.pool.worker")
+
+MemoryReader = Callable[[], tuple[int, int]]
 
 
 class _Outbox:
@@ -111,7 +114,7 @@ def run_worker(
         load_vgg19(weights, device=device)
         used, total = memory()
     except Exception as exc:  # anything here means this worker cannot serve; say why and exit
-        traceback.print_exc()
+        log.exception("could not start")
         outbox.send(StartFailed(_start_failure_message(device, exc)))
         return
 
@@ -197,7 +200,7 @@ def _release_device_memory(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def _memory_reader(device: str):
+def _memory_reader(device: str) -> MemoryReader:
     """A function returning (used, total) bytes: the GPU's as a whole, or this process's RSS and host RAM."""
     if device_type(device) == "cuda":
         import torch
@@ -213,7 +216,7 @@ def _memory_reader(device: str):
     return lambda: (resident_bytes(), total)
 
 
-def _beat(outbox: _Outbox, memory, interval_s: float, stopped: threading.Event) -> None:
+def _beat(outbox: _Outbox, memory: MemoryReader, interval_s: float, stopped: threading.Event) -> None:
     while not stopped.wait(interval_s):
         try:
             used, total = memory()

