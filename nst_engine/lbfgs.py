@@ -79,12 +79,14 @@ def minimise(
     budget: int,
     history: int = 50,
     first_step: float = 1.0,
+    bounds: tuple[float, float] | None = None,
 ) -> None:
     """Minimise in place over the leaf tensor ``x`` with ``budget`` calls of ``evaluate``.
 
     ``evaluate`` computes the objective at the current ``x`` and its gradient into
     ``x.grad``. The first step goes down the gradient until some element of ``x`` moves by
-    ``first_step``; every later one is a full quasi-Newton step.
+    ``first_step``; every later one is a full quasi-Newton step. With ``bounds``, every
+    iterate is clipped into them and the curvature pair records the step actually taken.
     """
     memory = LBFGSMemory(history, x.numel(), x.detach().reshape(-1))
     previous_grad: torch.Tensor | None = None
@@ -98,5 +100,10 @@ def minimise(
             memory.push(previous_step, grad - previous_grad)
             step = -memory.times_inverse_hessian(grad)
         with torch.no_grad():
-            x.add_(step.view_as(x))
+            if bounds is None:
+                x.add_(step.view_as(x))
+            else:
+                before = x.detach().reshape(-1).clone()
+                x.add_(step.view_as(x)).clamp_(*bounds)
+                step = x.detach().reshape(-1) - before
         previous_grad, previous_step = grad, step

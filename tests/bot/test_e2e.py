@@ -121,7 +121,7 @@ async def test_each_bad_request_gets_its_own_ephemeral_message(world):
     truncated = bad_input("png_truncated_half")
     html = bad_input("html_as_png")
     cases = [
-        ({"style": fake.add_attachment(b"hello", "notes.txt", "text/plain")}, "is a text/plain file, not an image"),
+        ({"style": fake.add_attachment(b"hello", "notes.txt", "text/plain")}, "is of type `text/plain`, not an image"),
         ({"style": fake.add_attachment(b"x" * 10, "huge.png", "image/png", declared_size=5_000_000)}, "is too large"),
         ({"style": fake.add_attachment(b"x" * 10, "wide.png", "image/png", width=5000, height=5000)}, "megapixels"),
         ({"style": fake.add_attachment(truncated.data, "cut.png", "image/png")}, "truncated or corrupt"),
