@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from typing import Literal
 
 DeviceType = Literal["cpu", "cuda"]
 
 
-def detect_devices() -> tuple[str, ...]:
-    """Every CUDA device, or the CPU when there is none."""
-    import torch
+_COUNT_CUDA_DEVICES = "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)"
 
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+def detect_devices() -> tuple[str, ...]:
+    """Every CUDA device, or the CPU when there is none.
+
+    Asked in a short-lived child so the caller's process (the bot's event loop) never
+    imports torch or touches the CUDA driver.
+    """
+    answer = subprocess.run(
+        [sys.executable, "-c", _COUNT_CUDA_DEVICES], capture_output=True, text=True, check=True, timeout=120
+    )
+    count = int(answer.stdout.strip() or 0)
     return tuple(f"cuda:{index}" for index in range(count)) or ("cpu",)
 
 

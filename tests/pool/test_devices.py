@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
-from nst_engine.pool.devices import available_cores, device_type, threads_per_worker
+from nst_engine.pool.devices import available_cores, detect_devices, device_type, threads_per_worker
 
 
 def test_device_types() -> None:
@@ -25,3 +27,13 @@ def test_cpu_workers_split_the_cores_and_never_get_zero_threads() -> None:
 
 def test_gpu_workers_get_a_couple_of_threads() -> None:
     assert threads_per_worker(("cuda:0", "cuda:1"), 2, None) == 2
+
+
+def test_detection_matches_torch_without_importing_it_here() -> None:
+    torch_was_loaded = "torch" in sys.modules
+    devices = detect_devices()
+    assert ("torch" in sys.modules) == torch_was_loaded
+    import torch
+
+    expected = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else ["cpu"]
+    assert list(devices) == expected
