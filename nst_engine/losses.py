@@ -17,14 +17,33 @@ from __future__ import annotations
 import torch
 
 
+class _Gram(torch.autograd.Function):
+    """F F^T / n with a one-product backward.
+
+    Autograd's own backward of ``bmm(f, f.mT)`` computes two products and adds a transposed
+    one into the other, a strided pass over the largest feature maps; since the gradient of
+    a Gram matrix is (dG + dG^T) F / n, one product does.
+    """
+
+    @staticmethod
+    def forward(ctx, flat: torch.Tensor, n: int) -> torch.Tensor:
+        ctx.save_for_backward(flat)
+        ctx.n = n
+        return torch.bmm(flat, flat.mT) / n
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (flat,) = ctx.saved_tensors
+        return torch.bmm(grad + grad.mT, flat) / ctx.n, None
+
+
 def gram(features: torch.Tensor) -> torch.Tensor:
     """Gram matrices of NCHW features, normalised by the spatial size: (N, C, C).
 
     Works without a copy for both NCHW and channels_last layouts.
     """
     n, c, h, w = features.shape
-    flat = features.reshape(n, c, h * w)
-    return torch.bmm(flat, flat.mT) / (h * w)
+    return _Gram.apply(features.reshape(n, c, h * w), h * w)
 
 
 def content_loss(

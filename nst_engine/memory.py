@@ -9,6 +9,7 @@ allocator fragmentation and cuDNN workspaces, and on CUDA the context's fixed co
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 from nst_engine.errors import ImageError
 from nst_engine.imageio import probe_image
@@ -17,7 +18,6 @@ from nst_engine.request import StyleRequest
 
 _BLOCK_CHANNELS = (64, 128, 256, 512, 512)
 _CONVS_PER_BLOCK = (2, 2, 4, 4, 4)
-_LAYERS_PER_BLOCK = tuple(2 * convs + 1 for convs in _CONVS_PER_BLOCK)  # conv+relu pairs, then a pool
 FLOAT = 4
 INDEX = 8  # max pooling keeps an int64 index per output element
 FRAGMENTATION = 1.25
@@ -69,7 +69,7 @@ def _training_bytes(layers: list[tuple[str, int, int]], pixels: float, max_pooli
 def _forward_bytes(layers: list[tuple[str, int, int]], pixels: float) -> float:
     """Peak of a no-grad forward pass: two consecutive activations."""
     sizes = [3 * pixels * FLOAT] + [channels * pixels / 4 ** (block - 1) * FLOAT for _, block, channels in layers]
-    return max(a + b for a, b in zip(sizes, sizes[1:]))
+    return max(a + b for a, b in itertools.pairwise(sizes))
 
 
 def _content_pixels(request: StyleRequest, size: int) -> float:

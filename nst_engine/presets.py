@@ -1,10 +1,10 @@
 """Quality presets: output size and evaluation budget for ``fast``, ``balanced`` and ``high``.
 
-| preset   | long side | evaluations | scales            |
-|----------|-----------|-------------|-------------------|
-| fast     | 384 px    | 200         | 192 -> 384        |
-| balanced | 512 px    | 400         | 256 -> 512        |
-| high     | 1024 px   | 600         | 256 -> 512 -> 1024 |
+| preset   | long side | evaluations | scales (coarse to fine, evaluations each) |
+|----------|-----------|-------------|-------------------------------------------|
+| fast     | 384 px    | 200         | 384                                       |
+| balanced | 512 px    | 400         | 512                                       |
+| high     | 1024 px   | 600         | 256 -> 512 -> 1024, 200 each              |
 
 A request's explicit ``size`` or ``steps`` overrides its preset's.
 """
@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from nst_engine.errors import InvalidRequest
 from nst_engine.request import StyleRequest
-
 
 MIN_SIZE = 32
 MAX_SIZE = 4096

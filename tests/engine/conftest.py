@@ -62,7 +62,7 @@ def tiny_request(content_png: bytes, style_png: bytes, caffe_vgg):
     """A request factory: 48 px, a handful of evaluations, fixed seed; keyword arguments override."""
 
     def make(**overrides) -> StyleRequest:
-        settings = dict(content=content_png, styles=(style_png,), size=48, steps=6, seed=1)
+        settings = {"content": content_png, "styles": (style_png,), "size": 48, "steps": 6, "seed": 1}
         settings.update(overrides)
         return StyleRequest(**settings)
 

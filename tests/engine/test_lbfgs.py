@@ -76,3 +76,20 @@ def test_first_step_moves_the_largest_element_by_first_step():
 
     minimise(x, evaluate, budget=1, first_step=2.0)
     torch.testing.assert_close(x.detach(), torch.tensor([-0.5, 2.0, -1.0]))
+
+
+def test_bounds_keep_every_iterate_inside_and_reach_the_clipped_optimum():
+    target = torch.tensor([-2.0, 0.5, 3.0, 0.9])
+    x = torch.full((4,), 0.5, requires_grad=True)
+    seen = []
+
+    def evaluate() -> torch.Tensor:
+        seen.append(x.detach().clone())
+        x.grad = None
+        loss = ((x - target) ** 2 * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum()
+        loss.backward()
+        return loss
+
+    minimise(x, evaluate, budget=40, history=5, first_step=0.1, bounds=(0.0, 1.0))
+    assert all(point.min() >= 0.0 and point.max() <= 1.0 for point in seen)
+    torch.testing.assert_close(x.detach(), torch.tensor([0.0, 0.5, 1.0, 0.9]), atol=1e-3, rtol=0)

@@ -78,3 +78,15 @@ def test_objective_equals_pastiche_loss(tmp_path, content_png, style_png, caffe_
         theirs = artist._calc_loss().item()
         ours = objective(image)[3].item()
     assert ours == pytest.approx(theirs, rel=1e-4)
+
+
+def test_gram_gradient_matches_autograd_of_the_plain_formula():
+    features = torch.rand(2, 6, 4, 5, dtype=torch.float64, requires_grad=True)
+    weights = torch.rand(2, 6, 6, dtype=torch.float64)
+    (gram(features) * weights).sum().backward()
+    ours = features.grad.clone()
+    features.grad = None
+    flat = features.reshape(2, 6, 20)
+    ((flat @ flat.mT / 20) * weights).sum().backward()
+    torch.testing.assert_close(ours, features.grad)
+    assert torch.autograd.gradcheck(gram, (torch.rand(1, 3, 2, 2, dtype=torch.float64, requires_grad=True),))

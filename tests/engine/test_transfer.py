@@ -33,7 +33,7 @@ def test_optimisation_lowers_style_and_content_loss(tiny_request):
     result = stylize(tiny_request(init="noise", steps=20, style_weight=0.01), device="cpu")
     initial, final = result.losses.initial, result.losses.final
     assert final.style < 0.5 * initial.style
-    assert final.content < 0.8 * initial.content
+    assert final.content < 0.95 * initial.content
     assert final.total == pytest.approx(final.content + final.style + final.tv, rel=1e-5)
     assert result.evaluations == 20
     assert result.image.dtype == np.uint8 and result.image.shape == (36, 48, 3)
@@ -114,9 +114,10 @@ def test_histogram_mode_runs_and_moves_colours_towards_content(tiny_request, con
     plain = stylize(tiny_request(steps=8), device="cpu")
     content = np.asarray(decode_image(content_png, max_pixels=10**6).resize((48, 36)), dtype=float)
     target = content.reshape(-1, 3).std(axis=0)
-    assert np.abs(matched.image.reshape(-1, 3).std(axis=0) - target).sum() < np.abs(
-        plain.image.reshape(-1, 3).std(axis=0) - target
-    ).sum()
+    assert (
+        np.abs(matched.image.reshape(-1, 3).std(axis=0) - target).sum()
+        < np.abs(plain.image.reshape(-1, 3).std(axis=0) - target).sum()
+    )
 
 
 @pytest.mark.parametrize(
@@ -162,10 +163,18 @@ def test_style_scale_resizes_the_style_image(tiny_request):
 
 def test_scale_ladder():
     assert transfer._scale_ladder(1024, 600, None) == ((256, 200), (512, 200), (1024, 200))
+    assert transfer._scale_ladder(800, 301, None) == ((200, 100), (400, 100), (800, 101))
     assert transfer._scale_ladder(512, 100, None) == ((512, 100),)
+    assert transfer._scale_ladder(512, 100, True) == ((128, 33), (256, 33), (512, 34))
     assert transfer._scale_ladder(256, 101, True) == ((128, 50), (256, 51))
     assert transfer._scale_ladder(1024, 600, False) == ((1024, 600),)
+    assert transfer._scale_ladder(1024, 25, None) == ((512, 12), (1024, 13))
     assert transfer._scale_ladder(1024, 12, None) == ((1024, 12),)
+
+
+def test_thin_images_skip_coarse_scales():
+    assert transfer._drop_thin_scales(((128, 50), (256, 50), (512, 51)), 1600, 100) == ((256, 100), (512, 51))
+    assert transfer._drop_thin_scales(((128, 50), (256, 51)), 400, 300) == ((128, 50), (256, 51))
 
 
 def test_multiscale_runs_coarse_to_fine(tiny_request, monkeypatch):
