@@ -19,7 +19,7 @@ from pathlib import Path
 
 from nst_engine.imageio import decode_image, encode_image
 from nst_engine.pool import Pool, PoolConfig
-from nst_engine.pool.devices import available_cores
+from nst_engine.pool.devices import available_cores, threads_per_worker
 from nst_engine.request import StyleRequest
 
 IMAGES = Path(__file__).resolve().parent.parent.parent / "shared" / "images"
@@ -123,7 +123,7 @@ def main() -> None:
     print(f"load average before: {_load()}")
 
     pooled = asyncio.run(run_pool(requests, config))
-    threads = config.cpu_threads or max(1, available_cores() // workers)
+    threads = threads_per_worker(config.devices, workers, config.cpu_threads)
     pool_desc = f"{workers} workers" + (f" x {threads} threads" if args.device == "cpu" else "")
     print(f"pool ({pool_desc}): {pooled:7.2f} s  {args.jobs / pooled:6.3f} jobs/s")
 

@@ -30,7 +30,10 @@ class BlobStore:
         """Store a source image; return its key (the SHA-256 of its bytes)."""
         key = hashlib.sha256(data).hexdigest()
         path = self._sources / key
-        if not path.exists():
+        try:
+            # Already stored: make it young again, so a clean-up between now and the new job's row keeps it.
+            os.utime(path)
+        except FileNotFoundError:
             _write_atomically(path, data)
         return key
 

@@ -19,11 +19,6 @@ def format_bytes(count: int) -> str:
     return f"{count / 1024**2:.1f} MiB"
 
 
-def format_pixels(width: int, height: int) -> str:
-    """``(6000, 4000)`` -> ``"6000×4000 (24.0 MP)"``."""
-    return f"{width}×{height} ({width * height / 1e6:.1f} MP)"
-
-
 def format_duration(seconds: float) -> str:
     """A rounded, human duration: ``"4 s"``, ``"2 min 5 s"``, ``"1 h 3 min"``."""
     seconds = max(0, round(seconds))

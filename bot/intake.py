@@ -19,7 +19,8 @@ import discord
 
 from bot.config import Config
 from bot.downloads import DownloadError, fetch
-from bot.jobs import PRESET_PREFIX, JobParams, JobRecord, new_job_id
+from bot.jobs import BLOB_PREFIX, PRESET_PREFIX, JobParams, JobRecord, new_job_id
+from bot.runner import RESTARTING
 from bot.store import GuildSettings
 from bot.validation import (
     AttachmentInfo,
@@ -69,7 +70,7 @@ class Intake:
         """Refuse early what no option could fix; return the server's settings."""
         runner = self._bot.runner
         if runner.stopping:
-            raise Refusal("The bot is restarting. Please try again in a minute.", "shutdown")
+            raise Refusal(RESTARTING, "shutdown")
         allowlist = self._config.discord.guild_allowlist
         if interaction.guild_id is None:
             raise Refusal("Style transfer works in servers only, not in direct messages.", "dm")
@@ -127,7 +128,7 @@ class Intake:
                 except Rejection as exc:
                     raise Refusal(str(exc), "image") from None
             keys = [await asyncio.to_thread(self._bot.blobs.put_source, data) for data in datas]
-            style_ref = f"blob:{keys[1]}" if style is not None else f"{PRESET_PREFIX}{params.preset}"
+            style_ref = f"{BLOB_PREFIX}{keys[1]}" if style is not None else f"{PRESET_PREFIX}{params.preset}"
             record = self.new_record(interaction, params, keys[0], style_ref, received_at)
             await self.accept(interaction, record, notes)
         except Refusal as exc:

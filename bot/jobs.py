@@ -19,6 +19,7 @@ DeliveryMode = Literal["edit", "channel"]
 
 FINAL_STATES: frozenset[str] = frozenset({"finished", "failed", "cancelled"})
 PRESET_PREFIX = "preset:"
+BLOB_PREFIX = "blob:"
 
 STYLE_STRENGTH_RANGE = (0.1, 10.0)
 SEED_MAX = 2**31 - 1

@@ -20,7 +20,7 @@ from bot.blobs import BlobStore
 from bot.config import Config
 from bot.delivery import Delivery
 from bot.images import fit_upload
-from bot.jobs import PRESET_PREFIX, JobRecord, ResultSummary
+from bot.jobs import BLOB_PREFIX, PRESET_PREFIX, JobRecord, ResultSummary
 from bot.metrics import Metrics
 from bot.presets import PresetCatalogue
 from bot.render import (
@@ -34,12 +34,12 @@ from bot.render import (
 )
 from bot.store import JobStore
 from nst_engine.imageio import encode_image
-from nst_engine.pool import Job, Pool, PoolError
+from nst_engine.pool import Job, Pool, PoolClosed, PoolError
 from nst_engine.request import Progress
 
 log = logging.getLogger("bot.runner")
 
-_BLOB_PREFIX = "blob:"
+RESTARTING = "The bot is restarting. Please try again in a minute."
 
 
 class SourceMissing(Exception):
@@ -108,13 +108,16 @@ class JobRunner:
     async def submit(self, record: JobRecord, notes: list[str] | None = None) -> ActiveJob:
         """Submit ``record`` to the pool; nothing is shown to anyone yet.
 
-        Raises :class:`PoolError` when the pool refuses the job and :class:`SourceMissing`
-        when its images are gone.
+        Raises :class:`PoolError` when the pool refuses the job (:class:`PoolClosed` once
+        :meth:`stop` has begun) and :class:`SourceMissing` when its images are gone.
         """
         content, style = await self._sources(record)
         request = record.params.to_request(
             content, style, weights=self._config.pool.weights, max_input_pixels=self._config.downloads.max_pixels
         )
+        if self.stopping:
+            # A request that passed the intake gate before shutdown began must not slip past stop().
+            raise PoolClosed(RESTARTING)
         job = self._pool.submit(
             request, owner=str(record.user_id), job_id=record.id, preview_size=self._config.progress.preview_size
         )
@@ -222,7 +225,7 @@ class JobRunner:
                     raise SourceMissing(f"the preset `{key}` is no longer offered")
                 style = await asyncio.to_thread(lambda: preset.data)
             else:
-                style = await asyncio.to_thread(self._blobs.source, record.style_ref[len(_BLOB_PREFIX) :])
+                style = await asyncio.to_thread(self._blobs.source, record.style_ref[len(BLOB_PREFIX) :])
         except FileNotFoundError:
             raise SourceMissing("its source images are no longer stored") from None
         return content, style

@@ -14,11 +14,11 @@ import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bot.jobs import FINAL_STATES, DeliveryMode, JobParams, JobRecord, ResultSummary
+from bot.jobs import BLOB_PREFIX, FINAL_STATES, DeliveryMode, JobParams, JobRecord, ResultSummary
 
 T = TypeVar("T")
 
@@ -56,31 +56,8 @@ CREATE TABLE IF NOT EXISTS guild_settings (
 );
 """
 
-_COLUMNS = [
-    "id",
-    "user_id",
-    "guild_id",
-    "channel_id",
-    "application_id",
-    "interaction_token",
-    "token_expires_at",
-    "upload_limit",
-    "params",
-    "content_blob",
-    "style_ref",
-    "created_at",
-    "state",
-    "status_message_id",
-    "error",
-    "summary",
-    "delivery",
-    "delivery_mode",
-    "delivered_message_id",
-    "parent_id",
-    "updated_at",
-    "finished_at",
-    "delivered_at",
-]
+# The table above has one column per JobRecord field, under the same name.
+_COLUMNS = [f.name for f in fields(JobRecord)]
 
 
 @dataclass
@@ -255,8 +232,8 @@ class JobStore:
         keys = set()
         for row in rows:
             keys.add(row["content_blob"])
-            if row["style_ref"].startswith("blob:"):
-                keys.add(row["style_ref"][len("blob:") :])
+            if row["style_ref"].startswith(BLOB_PREFIX):
+                keys.add(row["style_ref"][len(BLOB_PREFIX) :])
         return keys
 
     # Per-server settings

@@ -9,14 +9,13 @@ come from the durable store, so old buttons keep working.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any
 
 import discord
 
-ButtonAction = Literal["cancel", "rerun", "more", "less", "colors"]
 ACTIONS: tuple[str, ...] = ("cancel", "rerun", "more", "less", "colors")
 
-CUSTOM_ID_TEMPLATE = r"nst:(?P<action>cancel|rerun|more|less|colors):(?P<job_id>[0-9a-f]{32})"
+CUSTOM_ID_TEMPLATE = rf"nst:(?P<action>{'|'.join(ACTIONS)}):(?P<job_id>[0-9a-f]{{32}})"
 _PATTERN = re.compile(CUSTOM_ID_TEMPLATE)
 
 

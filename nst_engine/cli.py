@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from nst_engine.errors import EngineError
-from nst_engine.presets import QUALITY_PRESETS
+from nst_engine.presets import QUALITY_PRESETS, resolve_size_steps
 from nst_engine.request import LossSummary, Progress, StyleRequest
 
 EXIT_USAGE = 2
@@ -141,9 +141,9 @@ def stylize_command(args: argparse.Namespace) -> int:
     request = _request(args)
 
     from nst_engine.imageio import encode_image
-    from nst_engine.transfer import plan_request, stylize
+    from nst_engine.transfer import stylize
 
-    steps = plan_request(request).steps
+    _, steps = resolve_size_steps(request)
     bar = ProgressBar(sys.stderr)
     try:
         result = stylize(request, device=args.device, on_progress=bar, progress_every=max(1, steps // 100))

@@ -8,7 +8,6 @@ allocator fragmentation and cuDNN workspaces, and on CUDA the context's fixed co
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 
 from nst_engine.errors import ImageError
@@ -72,21 +71,18 @@ def _forward_bytes(layers: list[tuple[str, int, int]], pixels: float) -> float:
     return max(a + b for a, b in itertools.pairwise(sizes))
 
 
-def _content_pixels(request: StyleRequest, size: int) -> float:
+def _content_aspect(request: StyleRequest) -> float:
+    """The content's short side over its long side, from its header; 1 (a square, the worst case) if unknown."""
     try:
         info = probe_image(request.content)
-        width, height = info.width, info.height
     except ImageError:
-        width = height = 1  # unknown shape: assume the worst case, a square
-    long_side = max(width, height)
-    return float(size * size * (min(width, height) / long_side))
+        return 1.0
+    return min(info.width, info.height) / max(info.width, info.height)
 
 
-def estimate_peak_bytes(request: StyleRequest, device_type: str = "cuda") -> int:
-    """Estimated peak memory in bytes of running ``request`` on a device of type 'cuda' or 'cpu'."""
-    size, _ = resolve_size_steps(request)
+def _peak_bytes(request: StyleRequest, size: int, aspect: float, device_type: str) -> int:
     layers = _layer_sequence(_deepest(request))
-    pixels = _content_pixels(request, size)
+    pixels = float(size * size * aspect)
     image_floats = 3 * pixels
     optimiser = (2 * LBFGS_HISTORY + 6 if request.optimizer == "lbfgs" else 5) * image_floats * FLOAT
     style_pixels = pixels * request.style_scale**2
@@ -96,14 +92,21 @@ def estimate_peak_bytes(request: StyleRequest, device_type: str = "cuda") -> int
     return int(peak + FIXED_OVERHEAD.get(device_type, FIXED_OVERHEAD["cpu"]))
 
 
+def estimate_peak_bytes(request: StyleRequest, device_type: str = "cuda") -> int:
+    """Estimated peak memory in bytes of running ``request`` on a device of type 'cuda' or 'cpu'."""
+    size, _ = resolve_size_steps(request)
+    return _peak_bytes(request, size, _content_aspect(request), device_type)
+
+
 def max_fitting_size(request: StyleRequest, capacity_bytes: int, device_type: str = "cuda") -> int:
     """The largest output long side whose estimate fits in ``capacity_bytes``; 0 if none does."""
+    aspect = _content_aspect(request)  # read the header once, not at every step of the search
     low, high = MIN_SIZE, MAX_SIZE
-    if estimate_peak_bytes(dataclasses.replace(request, size=low), device_type) > capacity_bytes:
+    if _peak_bytes(request, low, aspect, device_type) > capacity_bytes:
         return 0
     while low < high:
         middle = (low + high + 1) // 2
-        if estimate_peak_bytes(dataclasses.replace(request, size=middle), device_type) <= capacity_bytes:
+        if _peak_bytes(request, middle, aspect, device_type) <= capacity_bytes:
             low = middle
         else:
             high = middle - 1

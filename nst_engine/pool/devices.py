@@ -7,6 +7,8 @@ import subprocess
 import sys
 from typing import Literal
 
+from .errors import PoolError
+
 DeviceType = Literal["cpu", "cuda"]
 
 
@@ -14,15 +16,21 @@ _COUNT_CUDA_DEVICES = "import torch; print(torch.cuda.device_count() if torch.cu
 
 
 def detect_devices() -> tuple[str, ...]:
-    """Every CUDA device, or the CPU when there is none.
+    """Every CUDA device, or the CPU when there is none; PoolError when that cannot be found out.
 
     Asked in a short-lived child so the caller's process (the bot's event loop) never
     imports torch or touches the CUDA driver.
     """
-    answer = subprocess.run(
-        [sys.executable, "-c", _COUNT_CUDA_DEVICES], capture_output=True, text=True, check=True, timeout=120
-    )
-    count = int(answer.stdout.strip() or 0)
+    try:
+        answer = subprocess.run(
+            [sys.executable, "-c", _COUNT_CUDA_DEVICES], capture_output=True, text=True, check=True, timeout=120
+        )
+        count = int(answer.stdout.strip() or 0)
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        raise PoolError(
+            "Could not find out which devices to run on (is PyTorch installed and working?). "
+            "Name them in the pool's devices setting, e.g. ['cpu'] or ['cuda:0']."
+        ) from exc
     return tuple(f"cuda:{index}" for index in range(count)) or ("cpu",)
 
 

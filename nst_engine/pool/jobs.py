@@ -58,9 +58,7 @@ class Job:
         self.state: JobState = "queued"
         self.device: str | None = None
         self.worker_id: str | None = None
-        self.submitted_at = time.monotonic()
         self.started_at: float | None = None
-        self.finished_at: float | None = None
         self.last_progress: Progress | None = None
         self._cancel = cancel
         self._position = position
@@ -167,7 +165,6 @@ class Job:
     def _end(self, state: JobState) -> None:
         assert not self._done.is_set(), f"{self!r} ended twice"
         self.state = state
-        self.finished_at = time.monotonic()
         self._publish(self._snapshot())
         self._subscribers.clear()
         self._done.set()

@@ -158,6 +158,8 @@ def _run_job(job: RunJob, device: str, outbox: _Outbox, cancellations: _Cancella
         if admitted is not None:
             outbox.send(JobProgress(job.job_id, admitted))
 
+    healthy = True
+    outcome: JobDone | JobEnded
     try:
         if cancel.is_set():
             raise Cancelled("The job was cancelled before it started.")
@@ -169,35 +171,28 @@ def _run_job(job: RunJob, device: str, outbox: _Outbox, cancellations: _Cancella
             preview_size=job.preview_size,
             cancel=cancel,
         )
-        outbox.send(JobDone(job.job_id, result))
+        outcome = JobDone(job.job_id, result)
     except Cancelled as exc:
-        outbox.send(JobEnded(job.job_id, "cancelled", str(exc) or "The job was cancelled."))
+        outcome = JobEnded(job.job_id, "cancelled", str(exc) or "The job was cancelled.")
     except EngineError as exc:
-        kind = "oom" if isinstance(exc, OutOfMemory) else "failed"
-        outbox.send(JobEnded(job.job_id, kind, str(exc)))
-        _release_device_memory(device)
+        outcome = JobEnded(job.job_id, "oom" if isinstance(exc, OutOfMemory) else "failed", str(exc))
     except Exception as exc:
         # Not an error the engine meant to raise: the process (host memory, CUDA context,
         # interpreter) may be damaged, so it reports the failure and makes way for a new one.
         log.error("unexpected error in job %s:\n%s", job.job_id, traceback.format_exc())
-        outbox.send(JobEnded(job.job_id, "failed", _unexpected_failure_message(exc), retiring=True))
-        return False
-    finally:
-        cancellations.end(job.job_id)
-    return True
+        outcome = JobEnded(job.job_id, "failed", _unexpected_failure_message(exc), retiring=True)
+        healthy = False
+    # Forget this run before reporting its end: the pool may answer an out-of-memory report by
+    # sending the same job again, and a cancel for that retry must not be dropped with this run.
+    cancellations.end(job.job_id)
+    outbox.send(outcome)
+    return healthy
 
 
 def _unexpected_failure_message(exc: Exception) -> str:
     if isinstance(exc, MemoryError):
         return "The worker ran out of host memory for this job; try a smaller size."
     return f"The renderer hit an unexpected error ({type(exc).__name__}); please try again."
-
-
-def _release_device_memory(device: str) -> None:
-    if device_type(device) == "cuda":
-        import torch
-
-        torch.cuda.empty_cache()
 
 
 def _memory_reader(device: str) -> MemoryReader:

@@ -130,6 +130,16 @@ def test_fresh_sources_are_never_pruned(tmp_path):
     assert blobs.source(key) == b"just uploaded"
 
 
+def test_a_source_stored_again_counts_as_fresh(tmp_path):
+    blobs = BlobStore(tmp_path)
+    key = blobs.put_source(b"uploaded last week, and again now")
+    old_time = time.time() - 7200
+    os.utime(blobs._sources / key, (old_time, old_time))
+    assert blobs.put_source(b"uploaded last week, and again now") == key
+    assert blobs.delete_sources_except(set(), min_age_s=3600) == 0
+    assert blobs.source(key) == b"uploaded last week, and again now"
+
+
 def test_results_are_stored_and_deleted(tmp_path):
     blobs = BlobStore(tmp_path)
     assert blobs.result("x" * 32) is None

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from nst_engine.pool import PoolError
 from nst_engine.pool.devices import available_cores, detect_devices, device_type, threads_per_worker
 
 
@@ -37,3 +38,9 @@ def test_detection_matches_torch_without_importing_it_here() -> None:
 
     expected = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else ["cpu"]
     assert list(devices) == expected
+
+
+def test_a_failed_detection_says_so_in_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    with pytest.raises(PoolError, match="Could not find out which devices to run on"):
+        detect_devices()
