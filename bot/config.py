@@ -79,10 +79,11 @@ def _device(value: str) -> str | None:
 
 
 def _host_name(value: str) -> str | None:
+    # Lower case only, because downloads compare the URL's host lower-cased.
     return (
         None
-        if value and "/" not in value and ":" not in value
-        else "must be a bare host name like 'cdn.discordapp.com'"
+        if value and "/" not in value and ":" not in value and value == value.lower()
+        else "must be a bare, lower-case host name like 'cdn.discordapp.com'"
     )
 
 

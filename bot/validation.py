@@ -124,9 +124,6 @@ def resolve_params(
     quality = options.quality or config.quality.default
     if quality not in QUALITIES:
         raise Rejection(f"Unknown quality `{quality}`; choose fast, balanced or high.")
-    if settings and settings.max_quality and QUALITIES.index(quality) > QUALITIES.index(settings.max_quality):
-        notes.append(f"This server allows quality up to **{settings.max_quality}**, so I used that.")
-        quality = settings.max_quality
     preset = config.quality.preset(quality)
 
     size = preset.size
@@ -135,11 +132,6 @@ def resolve_params(
         if not limits.min_size <= options.size <= limits.max_size:
             raise Rejection(f"The size must be between {limits.min_size} and {limits.max_size} pixels.")
         size = options.size
-        if settings and settings.max_quality:
-            ceiling = config.quality.preset(settings.max_quality).size
-            if size > ceiling:
-                notes.append(f"This server allows sizes up to **{ceiling} px**, so I used that.")
-                size = ceiling
 
     strength = 1.0 if options.style_strength is None else options.style_strength
     low, high = STYLE_STRENGTH_RANGE
@@ -159,4 +151,26 @@ def resolve_params(
         seed=seed,
         preset=options.preset,
     )
+    params, capped = cap_to_server(params, settings, config)
+    return params, notes + capped
+
+
+def cap_to_server(params: JobParams, settings: GuildSettings | None, config: Config) -> tuple[JobParams, list[str]]:
+    """Lower ``params``' quality and size to the server's highest quality, with a note for each change.
+
+    Shared by /stylize and the result buttons, so an old result's buttons cannot get round a
+    limit the server's admins set later.
+    """
+    notes: list[str] = []
+    if not (settings and settings.max_quality):
+        return params, notes
+    ceiling = config.quality.preset(settings.max_quality)
+    if QUALITIES.index(params.quality) > QUALITIES.index(settings.max_quality):
+        notes.append(f"This server allows quality up to **{settings.max_quality}**, so I used that.")
+        preset = config.quality.preset(params.quality)
+        size = ceiling.size if params.size == preset.size else params.size
+        params = params.with_changes(quality=settings.max_quality, steps=ceiling.steps, size=size)
+    if params.size > ceiling.size:
+        notes.append(f"This server allows sizes up to **{ceiling.size} px**, so I used that.")
+        params = params.with_changes(size=ceiling.size)
     return params, notes

@@ -14,6 +14,7 @@ import discord
 from bot.intake import Refusal
 from bot.jobs import STYLE_STRENGTH_RANGE, JobParams, new_seed
 from bot.runner import SourceMissing
+from bot.validation import cap_to_server
 
 if TYPE_CHECKING:
     from bot.app import NSTBot
@@ -76,13 +77,13 @@ async def _derive(bot: NSTBot, action: str, job_id: str, interaction: discord.In
             raise Refusal(
                 "This result is too old: its images are no longer kept. Please run /stylize again.", "expired"
             )
-        await bot.intake.gate(interaction)
-        params = derive_params(source.params, action)
+        settings = await bot.intake.gate(interaction)
+        params, notes = cap_to_server(derive_params(source.params, action), settings, bot.config)
         record = bot.intake.new_record(
             interaction, params, source.content_blob, source.style_ref, received_at, parent_id=source.id
         )
         try:
-            await bot.intake.accept(interaction, record, [])
+            await bot.intake.accept(interaction, record, notes)
         except SourceMissing as exc:
             await bot.store.delete(record.id)
             raise Refusal(f"I cannot start this job again: {exc}. Please run /stylize again.", "expired") from None

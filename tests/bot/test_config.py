@@ -70,6 +70,7 @@ def test_example_loads_from_file_with_paths_relative_to_it():
         ({"discord": {"guild_allowlist": "123"}}, "discord.guild_allowlist: must be a list"),
         ({"discord": {"guild_allowlist": ["123"]}}, "discord.guild_allowlist[0]: must be a whole number"),
         ({"downloads": {"allowed_hosts": ["https://cdn.discordapp.com"]}}, "downloads.allowed_hosts: "),
+        ({"downloads": {"allowed_hosts": ["CDN.discordapp.com"]}}, "must be a bare, lower-case host name"),
         ({"downloads": {"allowed_schemes": ["ftp"]}}, "downloads.allowed_schemes: 'ftp'"),
         ({"pool": {"devices": ["gpu0"]}}, "pool.devices: 'gpu0'"),
         ({"quality": {"default": "ultra"}}, "quality.default: must be one of"),

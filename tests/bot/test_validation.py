@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from bot.commands.buttons import derive_params
 from bot.config import Config, parse_config
+from bot.jobs import JobParams
 from bot.presets import BUNDLED, PresetCatalogue
 from bot.store import GuildSettings
 from bot.validation import (
     AttachmentInfo,
     Rejection,
     StylizeOptions,
+    cap_to_server,
     check_attachment,
     check_image,
     resolve_params,
@@ -111,6 +114,17 @@ def test_server_max_quality_caps_quality_and_size_with_a_note():
     params, notes = resolve_params(StylizeOptions(preset="starry_night", size=1000), CONFIG, PRESETS, settings)
     assert params.size == CONFIG.quality.preset("fast").size
     assert any("sizes up to" in note for note in notes)
+
+
+def test_a_result_button_on_an_old_high_job_is_capped_by_the_server_limit_set_since():
+    high = CONFIG.quality.preset("high")
+    old_job = JobParams(quality="high", size=high.size, steps=high.steps, seed=3)
+    fast = CONFIG.quality.preset("fast")
+    params, notes = cap_to_server(derive_params(old_job, "rerun"), GuildSettings(1, [], "fast"), CONFIG)
+    assert (params.quality, params.size, params.steps) == ("fast", fast.size, fast.steps)
+    assert len(notes) == 1 and "up to **fast**" in notes[0]
+    unlimited, notes = cap_to_server(old_job, GuildSettings(1, [], None), CONFIG)
+    assert unlimited == old_job and notes == []
 
 
 def test_bundled_presets_exist_and_search_finds_them():
