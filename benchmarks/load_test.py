@@ -53,6 +53,8 @@ REFUSAL_REASONS = (
     ("Slow down", "cooldown"),
     ("truncated or corrupt", "bad_image"),
 )
+# A broken upload is refused as such, or earlier, by a limit checked before any download.
+BROKEN_UPLOAD_KINDS = frozenset({"refused: bad_image", "refused: cooldown", "refused: user_limit", "refused: queue_full"})
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,8 @@ class Outcome:
     answer_s: float | None = None
     window: tuple[float, float] | None = None
     """(status posted, final answer shown): while the requester saw the job as accepted and unanswered."""
+    broken: bool = False
+    """The upload was a broken file on purpose."""
 
 
 @dataclass
@@ -144,6 +148,11 @@ class LoadReport:
             problems.append(f"the bot exited with {self.exit_code} on SIGTERM")
         if self.tracebacks:
             problems.append(f"the bot logged {len(self.tracebacks)} unexpected tracebacks")
+        misjudged = sum(o.broken and o.kind not in BROKEN_UPLOAD_KINDS for o in self.outcomes)
+        if misjudged:
+            problems.append(f"{misjudged} broken uploads were not refused as broken (nor refused before being looked at)")
+        if any(not o.broken and o.kind == "refused: bad_image" for o in self.outcomes):
+            problems.append("a good upload was refused as a broken image")
         return problems
 
     def render(self) -> str:
@@ -253,6 +262,11 @@ def answered(interaction: FakeInteraction) -> bool:
     return bool(interaction.followups) and title(interaction.followups[0]) in FINAL_TITLES
 
 
+def is_broken(index: int, settings: LoadSettings) -> bool:
+    """Whether the ``index``-th interaction (from 0) uploads the broken file."""
+    return (index + 1) % settings.bad_every == 0
+
+
 def outcome_of(fake: FakeDiscord, interaction: FakeInteraction, user: int) -> Outcome:
     """Classify an interaction's answer so far; kind "lost" while it has none."""
     rejected = any(r.code == UNKNOWN_INTERACTION for r in interaction.rejections)
@@ -337,7 +351,7 @@ async def run_load(settings: LoadSettings, folder: Path, images_dir: Path = IMAG
                     fake.invoke_command(
                         "stylize",
                         {
-                            "content": bad if (first + offset + 1) % settings.bad_every == 0 else images.content,
+                            "content": bad if is_broken(first + offset, settings) else images.content,
                             "preset": "starry_night",
                             "quality": "fast",
                         },
@@ -353,6 +367,8 @@ async def run_load(settings: LoadSettings, folder: Path, images_dir: Path = IMAG
             stop.set()
             await sampler
             outcomes = [outcome_of(fake, handle, user) for handle, user in sent]
+            for index, outcome in enumerate(outcomes):
+                outcome.broken = is_broken(index, settings)
             rss_after = rss_bytes(bot.process.pid)
             exit_code = await bot.terminate()
         finally:

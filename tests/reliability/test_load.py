@@ -33,7 +33,9 @@ async def test_a_small_load_gets_exactly_one_answer_each_within_the_caps(tmp_pat
     assert report.failures() == [], report.render()
     assert len(report.outcomes) == settings.interactions
     assert report.kinds["image"] > 0, report.render()
-    assert report.kinds["refused: bad_image"] == settings.interactions // settings.bad_every, report.render()
+    # failures() holds that each broken upload is refused as broken unless a limit refused it first;
+    # which limits fire depends on timing, so the exact count of "bad_image" refusals is not fixed.
+    assert sum(outcome.broken for outcome in report.outcomes) == settings.interactions // settings.bad_every
 
 
 async def burst(world: BotWorld, users: list, quality: str = "high") -> list[FakeInteraction]:
@@ -103,3 +105,4 @@ async def test_simultaneous_requests_from_one_user_cannot_skip_the_cooldown(cool
     assert len(accepted) == 1, f"{len(accepted)} jobs accepted inside one 600 s cooldown; refusals: {refusals}"
     assert all("Slow down a little" in text for text in refusals), refusals
     await cancel_all(cooled, accepted)
+
