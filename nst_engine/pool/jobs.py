@@ -147,6 +147,13 @@ class Job:
         self.started_at = time.monotonic()
         self._publish(JobUpdate("started", 0, self.eta, device=device))
 
+    def _requeued(self) -> None:
+        """Back in the queue after its worker was lost; the pool then publishes its place."""
+        self.state = "queued"
+        self.device = self.worker_id = None
+        self.started_at = None
+        self.last_progress = None
+
     def _progress(self, progress: Progress) -> None:
         self.last_progress = progress
         self._publish(JobUpdate("progress", 0, self.eta, progress=progress, device=self.device))

@@ -1,18 +1,15 @@
-"""The executor pool: style-transfer jobs from asyncio code onto warm worker processes.
+"""The executor pool: style-transfer jobs from asyncio code onto warm workers.
 
 Everything here runs on the event loop and never touches torch; the workers do the work.
-The public surface (``Pool``, ``Job``, ``JobUpdate``, ``PoolStats`` and the errors) says
-nothing about processes, so another backend, e.g. one spreading jobs over machines, can
-stand behind the same interface.
+The queue, fairness, limits, admission and estimates live here once; what runs the jobs is a
+set of worker slots (:mod:`.slot`) made by a backend: processes on this machine by default.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
-import signal
 import time
 import uuid
 from collections import Counter
@@ -22,11 +19,10 @@ from ..memory import estimate_peak_bytes, max_fitting_size
 from ..presets import resolve_size_steps
 from ..request import StyleRequest, StyleResult
 from .config import PoolConfig
-from .devices import DeviceType, detect_devices, device_type, threads_per_worker
+from .devices import DeviceType, device_type
 from .errors import JobTooLarge, OwnerLimitReached, PoolClosed, PoolError, QueueFull
 from .jobs import Job
 from .protocol import (
-    CancelJob,
     FromWorker,
     Heartbeat,
     JobDone,
@@ -38,8 +34,9 @@ from .protocol import (
 )
 from .scheduler import FairQueue
 from .stats import PoolStats
+from .slot import Assignment, Ending, SlotBackend, WorkerSlot
 from .throughput import Slot, ThroughputModel, project_finish
-from .worker_handle import Assignment, Ending, WorkerHandle
+from .worker_handle import LocalBackend
 
 log = logging.getLogger("nst_engine.pool")
 
@@ -53,18 +50,17 @@ _START_FAILURES_BEFORE_GIVING_UP = 3
 
 
 class Pool:
-    """Runs :class:`~nst_engine.request.StyleRequest` jobs on worker processes, one per device slot.
+    """Runs :class:`~nst_engine.request.StyleRequest` jobs on the worker slots of a backend.
 
     Start with ``await Pool.start(config)``, submit with :meth:`submit`, stop with :meth:`close`.
     """
 
-    def __init__(self, config: PoolConfig, devices: tuple[str, ...]) -> None:
+    def __init__(self, config: PoolConfig, backend: SlotBackend) -> None:
         self.config = config
-        self.devices = devices
+        self.backend = backend
         self._loop = asyncio.get_running_loop()
-        self._threads = threads_per_worker(devices, config.workers_per_device, config.cpu_threads)
-        self._heartbeat_interval_s = min(2.0, config.heartbeat_timeout_s / 5)
-        self._workers: dict[str, WorkerHandle] = {}
+        self._heartbeat_interval_s = heartbeat_interval(config)
+        self._workers: dict[str, WorkerSlot] = {}
         self._exited: dict[str, asyncio.Event] = {}
         self._queue: FairQueue[Job] = FairQueue()
         self._active: dict[str, Job] = {}
@@ -72,7 +68,9 @@ class Pool:
         self._estimates: dict[str, dict[DeviceType, int]] = {}
         self._work: dict[str, float | None] = {}
         self._published_position: dict[str, int] = {}
-        self._capacity: dict[str, int] = {}
+        # Memory admission plans for, by place: the place's device type and its bytes.
+        self._capacity: dict[str, tuple[DeviceType, int]] = {}
+        self._reruns: set[str] = set()
         self._throughput = ThroughputModel()
         self._counts: Counter[str] = Counter()
         self._start_failures: Counter[str] = Counter()
@@ -88,18 +86,34 @@ class Pool:
         self._watchdog: asyncio.Task[None] | None = None
 
     @classmethod
-    async def start(cls, config: PoolConfig | None = None) -> Pool:
+    async def start(cls, config: PoolConfig | None = None, backend: SlotBackend | None = None) -> Pool:
         """Start every worker and return once all have loaded VGG19.
 
-        Raises PoolError, naming the reason, when a worker cannot start.
+        ``backend`` None runs worker processes on this machine's devices. Raises PoolError,
+        naming the reason, when a worker cannot start.
         """
         config = config or PoolConfig()
-        devices = tuple(config.devices) if config.devices else await asyncio.to_thread(detect_devices)
-        for device in devices:
-            device_type(device)
-        pool = cls(config, devices)
-        await pool._start_workers()
+        if backend is None:
+            backend = await LocalBackend.detect(
+                config.devices,
+                workers_per_device=config.workers_per_device,
+                weights=config.weights,
+                cpu_threads=config.cpu_threads,
+                heartbeat_interval_s=heartbeat_interval(config),
+            )
+        pool = cls(config, backend)
+        await backend.open(pool._on_plan_changed)
+        try:
+            await pool._start_workers()
+        except BaseException:
+            await backend.close()
+            raise
         return pool
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        """Where the backend means to run workers now (for a local pool, its devices)."""
+        return tuple(self.backend.places())
 
     # --- submitting and cancelling -------------------------------------------------------
 
@@ -160,30 +174,30 @@ class Pool:
             self._publish_positions()
             self._check_idle()
             return True
-        worker = self._worker_running(job)
-        if worker is None or worker.assignment is None:
+        running = self._slot_running(job)
+        if running is None:
             return False
-        assignment = worker.assignment
+        worker, assignment = running
         if assignment.ending == "timeout":
             return False
         self._stop_running(worker, assignment, "cancel")
         return True
 
-    def _stop_running(self, worker: WorkerHandle, assignment: Assignment, ending: Ending) -> None:
-        """Ask the worker to stop the job at its next evaluation; kill it if it does not."""
+    def _stop_running(self, worker: WorkerSlot, assignment: Assignment, ending: Ending) -> None:
+        """Ask the slot to stop the job at its next evaluation; kill the slot if it does not."""
         if assignment.ending is not None:
             return
         assignment.ending = ending
-        worker.send(CancelJob(assignment.job.id))
+        worker.cancel(assignment.job.id)
         grace = self._loop.call_later(self.config.kill_grace_s, self._kill_if_still_running, worker, assignment)
         assignment.timers = (*assignment.timers, grace)
 
-    def _kill_if_still_running(self, worker: WorkerHandle, assignment: Assignment) -> None:
-        if worker.assignment is assignment:
+    def _kill_if_still_running(self, worker: WorkerSlot, assignment: Assignment) -> None:
+        if worker.assignments.get(assignment.job.id) is assignment:
             worker.kill("timeout" if assignment.ending == "timeout" else "cancel")
 
-    def _time_out(self, worker: WorkerHandle, assignment: Assignment) -> None:
-        if worker.assignment is assignment:
+    def _time_out(self, worker: WorkerSlot, assignment: Assignment) -> None:
+        if worker.assignments.get(assignment.job.id) is assignment:
             log.info("job %s ran past %s s; stopping it", assignment.job.id, self.config.job_timeout_s)
             self._stop_running(worker, assignment, "timeout")
 
@@ -195,7 +209,9 @@ class Pool:
         EngineError when the request makes no sense. A request the estimate cannot make sense
         of otherwise gets no estimate: the worker then refuses it with the engine's message.
         """
-        types = {device_type(device) for device in self.devices}
+        types = {kind for kind, _ in self._capacity.values()}
+        types |= {device_type(w.device) for w in self._workers.values()}
+        types |= {device_type(device) for device in self.backend.plan().values()}
         try:
             estimates = {kind: estimate_peak_bytes(request, kind) for kind in types}
         except EngineError:
@@ -203,14 +219,13 @@ class Pool:
         except Exception:
             log.info("no memory estimate for a request; the engine will judge it", exc_info=True)
             return {}
-        if any(estimates[device_type(d)] <= capacity for d, capacity in self._capacity.items()):
+        # With nothing measured yet (no worker ready anywhere) there is nothing to refuse on.
+        if not self._capacity or any(estimates[kind] <= capacity for kind, capacity in self._capacity.values()):
             return estimates
-        largest = max(
-            max_fitting_size(request, capacity, device_type(device)) for device, capacity in self._capacity.items()
-        )
+        largest = max(max_fitting_size(request, capacity, kind) for kind, capacity in self._capacity.values())
         size, _ = resolve_size_steps(request)
         needed = min(estimates.values())
-        most = max(self._capacity.values())
+        most = max(capacity for _, capacity in self._capacity.values())
         fits = f"the largest size that fits is {largest} px" if largest else "not even the smallest size fits"
         raise JobTooLarge(
             largest,
@@ -218,44 +233,41 @@ class Pool:
             f"({_gib(most)}); {fits}.",
         )
 
-    def _fits_any(self, devices: set[str], job: Job) -> bool:
-        return any(self._fits(job, device) for device in devices)
-
-    def _fits(self, job: Job, device: str) -> bool:
-        capacity = self._capacity.get(device)
-        estimate = self._estimates.get(job.id, {}).get(device_type(device))
-        return capacity is None or estimate is None or estimate <= capacity
+    def _fits(self, job: Job, worker: WorkerSlot) -> bool:
+        capacity = self._capacity.get(worker.place)
+        estimate = self._estimates.get(job.id, {}).get(device_type(worker.device))
+        return capacity is None or estimate is None or estimate <= capacity[1]
 
     def _retry_after(self) -> float:
-        waits = [self._remaining(w) for w in self._workers.values() if w.state == "busy"]
+        waits = [self._remaining(w) for w in self._workers.values() if w.assignments]
         known = [wait for wait in waits if wait is not None]
         return max(1.0, min(known)) if known else _UNMEASURED_RETRY_AFTER_S
 
     # --- dispatch -----------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        """Hand queued jobs, in fair order, to idle workers on the least-loaded devices."""
+        """Hand queued jobs, in fair order, to slots with room, on the least-loaded places."""
         while len(self._queue):
-            idle_devices = {w.device for w in self._workers.values() if w.state == "idle"}
-            job = self._queue.pop(functools.partial(self._fits_any, idle_devices)) if idle_devices else None
+            free = [w for w in self._workers.values() if w.free]
+            job = self._queue.pop(lambda queued: any(self._fits(queued, w) for w in free)) if free else None
             if job is None:
                 break
-            idle = [w for w in self._workers.values() if w.state == "idle" and self._fits(job, w.device)]
-            self._run(job, min(idle, key=self._load))
+            self._run(job, min((w for w in free if self._fits(job, w)), key=self._load))
         self._publish_positions()
         self._check_idle()
 
-    def _load(self, worker: WorkerHandle) -> float:
-        on_device = [w for w in self._workers.values() if w.device == worker.device and w.state in ("idle", "busy")]
-        return sum(w.state == "busy" for w in on_device) / len(on_device)
+    def _load(self, worker: WorkerSlot) -> float:
+        """The share of the places taken on the worker's device (its place), 0 to 1."""
+        at_place = [w for w in self._workers.values() if w.place == worker.place and w.state in ("idle", "busy")]
+        return sum(len(w.assignments) for w in at_place) / sum(w.capacity for w in at_place)
 
-    def _run(self, job: Job, worker: WorkerHandle) -> None:
+    def _run(self, job: Job, worker: WorkerSlot) -> None:
         assignment = Assignment(job, job.request, started_at=time.monotonic())
         assignment.timers = (self._loop.call_later(self.config.job_timeout_s, self._time_out, worker, assignment),)
-        worker.assignment = assignment
+        worker.assignments[job.id] = assignment
         worker.state = "busy"
         self._published_position.pop(job.id, None)
-        worker.send(self._run_message(job, job.request))
+        worker.run(self._run_message(job, job.request))
         job._started(worker.device, worker.id)
 
     def _run_message(self, job: Job, request: StyleRequest) -> RunJob:
@@ -274,15 +286,16 @@ class Pool:
                 self._published_position[job.id] = position
                 job._queued(position)
 
-    def _worker_running(self, job: Job) -> WorkerHandle | None:
+    def _slot_running(self, job: Job) -> tuple[WorkerSlot, Assignment] | None:
         for worker in self._workers.values():
-            if worker.assignment is not None and worker.assignment.job is job:
-                return worker
+            assignment = worker.assignments.get(job.id)
+            if assignment is not None and assignment.job is job:
+                return worker, assignment
         return None
 
     # --- messages from workers ----------------------------------------------------------
 
-    def _on_message(self, worker: WorkerHandle, message: FromWorker) -> None:
+    def _on_message(self, worker: WorkerSlot, message: FromWorker) -> None:
         if self._workers.get(worker.id) is not worker:
             return
         worker.last_seen = time.monotonic()
@@ -295,15 +308,15 @@ class Pool:
             case StartFailed(text):
                 worker.start_error = text
             case JobProgress(job_id, progress):
-                assignment = worker.assignment
-                if assignment is not None and assignment.job.id == job_id and assignment.ending is None:
+                assignment = worker.assignments.get(job_id)
+                if assignment is not None and assignment.ending is None:
                     assignment.job._progress(progress)
             case JobDone(job_id, result):
                 assignment = self._release(worker, job_id)
                 if assignment is not None:
                     seconds = time.monotonic() - assignment.started_at
                     if assignment.ending is None:
-                        self._throughput.record(worker.device, seconds, _work(assignment.request))
+                        self._throughput.record(worker.place, seconds, _work(assignment.request))
                     self._conclude(assignment, result=result)
             case JobEnded(job_id, kind, text, retiring):
                 if retiring:
@@ -311,23 +324,22 @@ class Pool:
                     self._all_ready.clear()
                 self._on_job_ended(worker, job_id, kind, text)
 
-    def _on_ready(self, worker: WorkerHandle, pid: int, total: int) -> None:
+    def _on_ready(self, worker: WorkerSlot, pid: int, total: int) -> None:
         worker.pid = pid
         worker.state = "idle"
         worker.was_ready = True
         limit = self.config.memory_limit_bytes
-        self._capacity[worker.device] = total if limit is None else min(total, limit)
+        self._capacity[worker.place] = (device_type(worker.device), total if limit is None else min(total, limit))
         self._start_failures[worker.id] = 0
         if not worker.ready.done():
             worker.ready.set_result(None)
-        log.info("worker %s ready (pid %s)", worker.id, pid)
-        if self._ready_count() == len(self.devices) * self.config.workers_per_device:
-            self._all_ready.set()
+        log.info("worker %s ready on %s (pid %s)", worker.id, worker.place, pid)
+        self._update_all_ready()
         self._dispatch()
 
-    def _on_job_ended(self, worker: WorkerHandle, job_id: str, kind: str, text: str) -> None:
-        assignment = worker.assignment
-        if assignment is None or assignment.job.id != job_id:
+    def _on_job_ended(self, worker: WorkerSlot, job_id: str, kind: str, text: str) -> None:
+        assignment = worker.assignments.get(job_id)
+        if assignment is None:
             return
         if kind == "oom" and assignment.ending is None and not assignment.oom_retried:
             smaller = _shrunk(assignment.request, self.config.oom_retry_scale)
@@ -335,21 +347,20 @@ class Pool:
                 log.info("job %s ran out of memory; retrying at %s px", job_id, smaller.size)
                 assignment.oom_retried = True
                 assignment.request = smaller
-                worker.send(self._run_message(assignment.job, smaller))
+                worker.run(self._run_message(assignment.job, smaller))
                 return
         self._release(worker, job_id)
         if kind == "oom":
             text = _out_of_memory_message(assignment.request)
         self._conclude(assignment, error=text, cancelled=kind == "cancelled")
 
-    def _release(self, worker: WorkerHandle, job_id: str) -> Assignment | None:
-        """Free the worker of the job ``job_id``; the assignment, or None if it ran something else."""
-        assignment = worker.assignment
-        if assignment is None or assignment.job.id != job_id:
+    def _release(self, worker: WorkerSlot, job_id: str) -> Assignment | None:
+        """Free the slot of the job ``job_id``; the assignment, or None if it was not running it."""
+        assignment = worker.assignments.pop(job_id, None)
+        if assignment is None:
             return None
         assignment.cancel_timers()
-        worker.assignment = None
-        if worker.state == "busy":
+        if worker.state == "busy" and not worker.assignments:
             worker.state = "idle"
         return assignment
 
@@ -387,6 +398,7 @@ class Pool:
         self._estimates.pop(job.id, None)
         self._work.pop(job.id, None)
         self._published_position.pop(job.id, None)
+        self._reruns.discard(job.id)
 
     def _check_idle(self) -> None:
         if not self._active:
@@ -395,9 +407,8 @@ class Pool:
     # --- worker lifecycle ---------------------------------------------------------------
 
     async def _start_workers(self) -> None:
-        for device in self.devices:
-            for slot in range(self.config.workers_per_device):
-                self._spawn(f"{device}/{slot}", device)
+        for slot_id in self.backend.plan():
+            self._spawn(slot_id)
         handles = list(self._workers.values())
         try:
             outcomes = await asyncio.wait_for(
@@ -412,23 +423,33 @@ class Pool:
         self._serving = True
         self._watchdog = asyncio.create_task(self._watch(), name="nst-pool-watchdog")
 
-    def _spawn(self, worker_id: str, device: str) -> WorkerHandle:
+    def _spawn(self, worker_id: str) -> None:
         self._restart_timers.pop(worker_id, None)
-        worker = WorkerHandle(
-            worker_id,
-            device,
-            weights=self.config.weights,
-            threads=self._threads,
-            heartbeat_interval_s=self._heartbeat_interval_s,
-            on_message=self._on_message,
-            on_exit=self._on_exit,
-        )
+        if worker_id not in self.backend.plan():
+            return
+        worker = self.backend.create(worker_id, on_message=self._on_message, on_exit=self._on_exit)
         self._workers[worker_id] = worker
         self._exited[worker_id] = asyncio.Event()
         worker.start()
-        return worker
 
-    def _on_exit(self, worker: WorkerHandle) -> None:
+    def _on_plan_changed(self) -> None:
+        """The backend's slots changed (a machine joined or left): start the new ones, stop the gone."""
+        if not self._serving or self._stopping:
+            return
+        plan = self.backend.plan()
+        for worker_id in plan:
+            if worker_id not in self._workers and worker_id not in self._restart_timers:
+                self._spawn(worker_id)
+        for worker in list(self._workers.values()):
+            if worker.id not in plan:
+                worker.stop()
+        for worker_id in [w for w in self._restart_timers if w not in plan]:
+            self._restart_timers.pop(worker_id).cancel()
+        self._update_all_ready()
+        self._fail_queue_if_unavailable()
+        self._dispatch()
+
+    def _on_exit(self, worker: WorkerSlot) -> None:
         if self._workers.get(worker.id) is not worker:
             return
         del self._workers[worker.id]
@@ -444,36 +465,53 @@ class Pool:
                 log.error("worker %s could not start: %s", worker.id, reason)
                 self._start_failures[worker.id] += 1
                 self._last_start_error = reason
-        assignment = worker.assignment
-        worker.assignment = None
-        if assignment is not None:
+        if not any(w.place == worker.place for w in self._workers.values()) and worker.id not in self.backend.plan():
+            self._capacity.pop(worker.place, None)
+        assignments = list(worker.assignments.values())
+        worker.assignments.clear()
+        for assignment in assignments:
             assignment.cancel_timers()
-            log.warning("worker %s died running job %s: %s", worker.id, assignment.job.id, worker.describe_exit())
-            self._conclude(assignment, error=_death_message(worker))
-        elif worker.was_ready and not self._stopping:
+            job = assignment.job
+            log.warning("worker %s died running job %s: %s", worker.id, job.id, worker.describe_exit())
+            if worker.rerun_lost_jobs() and assignment.ending is None and job.id not in self._reruns:
+                log.info("running job %s once more, elsewhere", job.id)
+                self._reruns.add(job.id)
+                job._requeued()
+                self._queue.push_front(job, job.owner)
+            else:
+                self._conclude(assignment, error=worker.death_message())
+        if not assignments and worker.was_ready and not self._stopping:
             log.warning("worker %s exited: %s", worker.id, worker.describe_exit())
         if self._serving and not self._stopping and (not self._closing or len(self._queue)):
             self._replace_later(worker)
+        self._fail_queue_if_unavailable()
+        self._dispatch()
+
+    def _replace_later(self, worker: WorkerSlot) -> None:
+        if worker.id not in self.backend.plan():
+            return
+        # A worker that never became ready will likely fail again: back off, doubling each time.
+        failures = self._start_failures[worker.id]
+        delay = min(_MAX_RESTART_DELAY_S, 2.0 ** (failures - 1)) if failures else 0.0
+        self._restart_timers[worker.id] = self._loop.call_later(delay, self._spawn, worker.id)
+
+    def _fail_queue_if_unavailable(self) -> None:
         if (reason := self._unavailable()) is not None:
             for job in list(self._queue):
                 self._queue.remove(job)
                 self._settle(job)
                 self._counts["failed"] += 1
                 job._failed(reason)
-        self._dispatch()
-
-    def _replace_later(self, worker: WorkerHandle) -> None:
-        # A worker that never became ready will likely fail again: back off, doubling each time.
-        failures = self._start_failures[worker.id]
-        delay = min(_MAX_RESTART_DELAY_S, 2.0 ** (failures - 1)) if failures else 0.0
-        self._restart_timers[worker.id] = self._loop.call_later(delay, self._spawn, worker.id, worker.device)
 
     def _unavailable(self) -> str | None:
-        """Why no job can run for now: no worker is ready and every slot keeps failing to start."""
-        slots = [f"{device}/{slot}" for device in self.devices for slot in range(self.config.workers_per_device)]
-        if self._ready_count() or any(self._start_failures[slot] < _START_FAILURES_BEFORE_GIVING_UP for slot in slots):
+        """Why no job can run for now: no worker is ready and every slot keeps failing to start
+        (or there is none). While the backend cannot reach its workers at all, jobs wait instead."""
+        if not self.backend.connected() or self._ready_count():
             return None
-        return f"No renderer is available right now ({self._last_start_error}); please try again later."
+        if any(self._start_failures[slot] < _START_FAILURES_BEFORE_GIVING_UP for slot in self.backend.plan()):
+            return None
+        reason = f" ({self._last_start_error})" if self._last_start_error else ""
+        return f"No renderer is available right now{reason}; please try again later."
 
     async def _watch(self) -> None:
         """Kill workers that stopped sending heartbeats, or that take too long to start."""
@@ -488,6 +526,12 @@ class Pool:
                     worker.kill("startup")
 
     async def _stop_workers(self, *, kill: bool) -> None:
+        try:
+            await self._stop_slots(kill=kill)
+        finally:
+            await self.backend.close()
+
+    async def _stop_slots(self, *, kill: bool) -> None:
         self._stopping = True
         for timer in self._restart_timers.values():
             timer.cancel()
@@ -507,6 +551,14 @@ class Pool:
 
     def _ready_count(self) -> int:
         return sum(w.state in ("idle", "busy") for w in self._workers.values())
+
+    def _update_all_ready(self) -> None:
+        plan = self.backend.plan()
+        ready = {w.id for w in self._workers.values() if w.state in ("idle", "busy")}
+        if all(slot in ready for slot in plan):
+            self._all_ready.set()
+        else:
+            self._all_ready.clear()
 
     async def wait_until_ready(self) -> None:
         """Wait until every worker slot has a warm worker again, e.g. after a crash replaced one.
@@ -540,8 +592,8 @@ class Pool:
             for job in list(self._queue):
                 self._cancel(job)
             for worker in list(self._workers.values()):
-                if worker.assignment is not None:
-                    self._stop_running(worker, worker.assignment, "cancel")
+                for assignment in list(worker.assignments.values()):
+                    self._stop_running(worker, assignment, "cancel")
         await self._idle.wait()
         if self._watchdog is not None:
             self._watchdog.cancel()
@@ -550,51 +602,57 @@ class Pool:
 
     # --- estimates and stats ------------------------------------------------------------
 
-    def _remaining(self, worker: WorkerHandle) -> float | None:
-        """Seconds until the worker is free, from its job's progress or the measured throughput."""
-        assignment = worker.assignment
-        if assignment is None:
+    def _remaining(self, worker: WorkerSlot) -> float | None:
+        """Seconds until the slot has room, from its jobs' progress or the measured throughput."""
+        if worker.free or not worker.assignments:
             return 0.0
+        waits = [self._left(worker, assignment) for assignment in worker.assignments.values()]
+        known = [wait for wait in waits if wait is not None]
+        return min(known) if known else None
+
+    def _left(self, worker: WorkerSlot, assignment: Assignment) -> float | None:
+        """Seconds until ``assignment`` ends, from its progress or the measured throughput."""
         elapsed = time.monotonic() - assignment.started_at
         progress = assignment.job.last_progress
         if progress is not None and progress.iteration > 0 and progress.total > 0:
             return max(0.0, elapsed * (progress.total / progress.iteration - 1))
-        expected = self._throughput.expected_seconds(worker.device, _work(assignment.request))
+        expected = self._throughput.expected_seconds(worker.place, _work(assignment.request))
         return None if expected is None else max(0.0, expected - elapsed)
 
     def _eta(self, job: Job) -> float | None:
-        worker = self._worker_running(job)
-        if worker is not None:
-            return self._remaining(worker)
+        running = self._slot_running(job)
+        if running is not None:
+            return self._left(*running)
         queued = list(self._queue)
         if job not in queued:
             return None
         ahead = queued[: queued.index(job) + 1]
-        slots = [Slot(w.device, self._remaining(w)) for w in self._workers.values() if w.state in ("idle", "busy")]
+        slots = [Slot(w.place, self._remaining(w)) for w in self._workers.values() if w.state in ("idle", "busy")]
         return project_finish(slots, [self._work.get(j.id) for j in ahead], self._throughput)[-1]
 
     def stats(self) -> PoolStats:
         """Queue length, jobs and workers per device, memory per device, counts and durations."""
         ready = [w for w in self._workers.values() if w.state in ("idle", "busy")]
+        places = list(dict.fromkeys([*self.backend.places(), *(w.place for w in ready)]))
         memory: dict[str, tuple[int, int]] = {}
-        for device in self.devices:
-            on_device = [w for w in ready if w.device == device]
-            total = max((w.memory[1] for w in on_device), default=0)
-            if device_type(device) == "cpu":
-                used = sum(w.memory[0] for w in on_device)
+        for place in places:
+            at_place = [w for w in ready if w.place == place]
+            total = max((w.memory[1] for w in at_place), default=0)
+            if all(device_type(w.device) == "cpu" for w in at_place):
+                used = sum(w.memory[0] for w in at_place)
             else:
-                used = max((w.memory[0] for w in on_device), default=0)
-            memory[device] = (used, total)
+                used = max((w.memory[0] for w in at_place), default=0)
+            memory[place] = (used, total)
         return PoolStats(
             queue_length=len(self._queue),
-            running_by_device={d: sum(w.state == "busy" and w.device == d for w in ready) for d in self.devices},
-            workers_by_device={d: sum(w.device == d for w in ready) for d in self.devices},
+            running_by_device={p: sum(len(w.assignments) for w in ready if w.place == p) for p in places},
+            workers_by_device={p: sum(w.place == p for w in ready) for p in places},
             memory=memory,
             completed=self._counts["completed"],
             failed=self._counts["failed"],
             cancelled=self._counts["cancelled"],
             recent_durations=list(self._throughput.recent_durations),
-            alive=self._serving and not self._closing and bool(ready),
+            alive=self._serving and not self._closing and bool(ready) and self.backend.connected(),
         )
 
 
@@ -627,13 +685,9 @@ def _out_of_memory_message(request: StyleRequest) -> str:
     return f"The image was too large for the device's memory, even at {size} px; try a smaller size."
 
 
-def _death_message(worker: WorkerHandle) -> str:
-    if worker.kill_reason == "unresponsive":
-        return "The worker stopped responding while running your job and was restarted; please try again."
-    hint = ""
-    if worker.kill_reason is None and worker.exitcode == -signal.SIGKILL:
-        hint = ", often a sign that the machine ran out of memory"
-    return f"The worker crashed while running your job ({worker.describe_exit()}{hint}); please try again."
+def heartbeat_interval(config: PoolConfig) -> float:
+    """How often workers say they are alive: often enough that a few misses fit in the timeout."""
+    return min(2.0, config.heartbeat_timeout_s / 5)
 
 
 def _gib(size: int) -> str:

@@ -49,6 +49,10 @@ class FairQueue(Generic[T]):
         self._last_round[owner] = round_
         self._entries.append(_Entry(round_, next(self._arrivals), owner, item))
 
+    def push_front(self, item: T, owner: str) -> None:
+        """Queue ``item`` ahead of everything else (a job whose run was lost through no fault of its own)."""
+        self._entries.append(_Entry(self._serving_round, -next(self._arrivals), owner, item))
+
     def pop(self, accept: Callable[[T], bool] = lambda item: True) -> T | None:
         """Remove and return the first item in fair order for which ``accept`` is true, or None."""
         for entry in sorted(self._entries):

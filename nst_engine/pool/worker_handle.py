@@ -12,45 +12,21 @@ import multiprocessing
 import queue
 import signal
 import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
-from typing import Literal
 
-from ..request import StyleRequest
-from .jobs import Job
-from .protocol import FromWorker, Stop, ToWorker
+from .devices import detect_devices, device_type, threads_per_worker
+from .protocol import CancelJob, RunJob, Stop, ToWorker
+from .slot import KillReason, OnExit, OnMessage, SlotBackend, WorkerSlot
 from .worker import run_worker
 
 log = logging.getLogger("nst_engine.pool")
 
-WorkerState = Literal["starting", "idle", "busy", "stopping", "dead"]
-KillReason = Literal["unresponsive", "timeout", "cancel", "startup", "shutdown"]
-Ending = Literal["cancel", "timeout"]
-
 _CLOSE = object()
 
 
-@dataclass
-class Assignment:
-    """A job handed to a worker, and how the pool wants it to end."""
-
-    job: Job
-    request: StyleRequest
-    started_at: float
-    ending: Ending | None = None
-    oom_retried: bool = False
-    timers: tuple[asyncio.TimerHandle, ...] = ()
-
-    def cancel_timers(self) -> None:
-        for timer in self.timers:
-            timer.cancel()
-        self.timers = ()
-
-
-class WorkerHandle:
-    """One worker process bound to one device."""
+class WorkerHandle(WorkerSlot):
+    """One worker process bound to one device, running one job at a time."""
 
     def __init__(
         self,
@@ -60,28 +36,14 @@ class WorkerHandle:
         weights: str,
         threads: int,
         heartbeat_interval_s: float,
-        on_message: Callable[[WorkerHandle, FromWorker], None],
-        on_exit: Callable[[WorkerHandle], None],
+        on_message: OnMessage,
+        on_exit: OnExit,
     ) -> None:
-        self.id = worker_id
-        self.device = device
-        self.state: WorkerState = "starting"
-        self.assignment: Assignment | None = None
-        self.pid: int | None = None
-        self.memory: tuple[int, int] = (0, 0)
-        self.started_at = time.monotonic()
-        self.last_seen = self.started_at
+        super().__init__(worker_id, device, on_message=on_message, on_exit=on_exit)
         self.exitcode: int | None = None
-        self.kill_reason: KillReason | None = None
-        self.start_error: str | None = None
-        self.was_ready = False
-        # Resolves to None once the worker is ready, or to why it could not start.
-        self.ready: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self._weights = weights
         self._threads = threads
         self._heartbeat_interval_s = heartbeat_interval_s
-        self._on_message = on_message
-        self._on_exit = on_exit
         self._loop = asyncio.get_running_loop()
         self._outbox: queue.Queue[object] = queue.Queue()
         self._process: multiprocessing.process.BaseProcess | None = None
@@ -107,15 +69,20 @@ class WorkerHandle:
         writer.start()
         threading.Thread(target=self._read, args=(ours, writer), name=f"{self.id}-reader", daemon=True).start()
 
-    def send(self, message: ToWorker) -> None:
-        """Queue a message for the worker; never blocks."""
+    def run(self, message: RunJob) -> None:
+        self._send(message)
+
+    def cancel(self, job_id: str) -> None:
+        self._send(CancelJob(job_id))
+
+    def _send(self, message: ToWorker) -> None:
         self._outbox.put(message)
 
     def stop(self) -> None:
         """Ask the worker to exit once its current job is over."""
         if self.state not in ("dead", "stopping"):
             self.state = "stopping"
-            self.send(Stop())
+            self._send(Stop())
 
     def kill(self, reason: KillReason) -> None:
         """SIGKILL the process; its exit is then reported like any death, with ``reason`` kept."""
@@ -138,6 +105,14 @@ class WorkerHandle:
                 name = f"signal {-code}"
             return f"it was killed by {name}"
         return f"it exited with code {code}"
+
+    def death_message(self) -> str:
+        if self.kill_reason == "unresponsive":
+            return "The worker stopped responding while running your job and was restarted; please try again."
+        hint = ""
+        if self.kill_reason is None and self.exitcode == -signal.SIGKILL:
+            hint = ", often a sign that the machine ran out of memory"
+        return f"The worker crashed while running your job ({self.describe_exit()}{hint}); please try again."
 
     def _read(self, connection: Connection, writer: threading.Thread) -> None:
         while True:
@@ -175,3 +150,63 @@ class WorkerHandle:
         except RuntimeError:
             return False
         return True
+
+
+class LocalBackend(SlotBackend):
+    """Worker processes on this machine: ``workers_per_device`` on each device."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        devices: tuple[str, ...],
+        *,
+        workers_per_device: int,
+        weights: str,
+        cpu_threads: int | None,
+        heartbeat_interval_s: float,
+    ) -> None:
+        for device in devices:
+            device_type(device)
+        self.devices = devices
+        self._plan = {f"{device}/{slot}": device for device in devices for slot in range(workers_per_device)}
+        self._weights = weights
+        self._threads = threads_per_worker(devices, workers_per_device, cpu_threads)
+        self._heartbeat_interval_s = heartbeat_interval_s
+
+    @classmethod
+    async def detect(
+        cls,
+        devices: tuple[str, ...] | None,
+        *,
+        workers_per_device: int,
+        weights: str,
+        cpu_threads: int | None,
+        heartbeat_interval_s: float,
+    ) -> LocalBackend:
+        """A backend on ``devices``, or on every device found here when that is None."""
+        found = devices or await asyncio.to_thread(detect_devices)
+        return cls(
+            tuple(found),
+            workers_per_device=workers_per_device,
+            weights=weights,
+            cpu_threads=cpu_threads,
+            heartbeat_interval_s=heartbeat_interval_s,
+        )
+
+    def plan(self) -> Mapping[str, str]:
+        return self._plan
+
+    def places(self) -> list[str]:
+        return list(self.devices)
+
+    def create(self, slot_id: str, *, on_message: OnMessage, on_exit: OnExit) -> WorkerHandle:
+        return WorkerHandle(
+            slot_id,
+            self._plan[slot_id],
+            weights=self._weights,
+            threads=self._threads,
+            heartbeat_interval_s=self._heartbeat_interval_s,
+            on_message=on_message,
+            on_exit=on_exit,
+        )

@@ -72,3 +72,13 @@ def test_remove_takes_an_item_out_and_moves_the_others_up() -> None:
     assert len(queue) == 2
     assert queue.position("c1") == 2
     assert queue.position("b1") == 0
+
+
+def test_a_job_put_back_at_the_front_leaves_before_everything_queued() -> None:
+    queue: FairQueue[str] = FairQueue()
+    for item, owner in (("a1", "a"), ("a2", "a"), ("b1", "b")):
+        queue.push(item, owner)
+    assert queue.pop() == "a1"
+    queue.push_front("lost", "c")
+    assert queue.position("lost") == 1
+    assert drain(queue) == ["lost", "b1", "a2"]
