@@ -66,7 +66,12 @@ class NSTBot(discord.Client):
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         intents = discord.Intents.none()
         intents.guilds = True
-        super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none())
+        super().__init__(
+            intents=intents,
+            allowed_mentions=discord.AllowedMentions.none(),
+            # Rate limits longer than this raise discord.RateLimited instead of sleeping (see bot.delivery).
+            max_ratelimit_timeout=config.delivery.max_rate_limit_wait_s,
+        )
         self.config = config
         self.tree = app_commands.CommandTree(self)
         self.tree.on_error = self._on_command_error

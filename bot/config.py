@@ -185,8 +185,11 @@ class StorageConfig:
 
 @dataclass(frozen=True)
 class DeliveryConfig:
-    attempts: int = _checked(5, _at_least(1))
+    attempts: int = _checked(3, _at_least(1))
     backoff_s: float = _checked(2.0, _non_negative)
+    # discord.py refuses a smaller max_ratelimit_timeout than 30 s.
+    max_rate_limit_wait_s: float = _checked(30.0, _at_least(30))
+    attempt_timeout_s: float = _checked(120.0, _positive)
     token_margin_s: float = _checked(60.0, _non_negative)
     token_ttl_s: float = _checked(900.0, _positive)
 

@@ -47,25 +47,35 @@ class DeliveryFailed(Exception):
 
 
 async def with_retries(action: Callable[[], Awaitable[T]], *, config: DeliveryConfig, what: str) -> T:
-    """Run ``action``, retrying server errors, network errors and rate limits with backoff.
+    """Run ``action`` (one discord.py call) at most ``config.attempts`` times; raise DeliveryFailed when done.
 
-    discord.py already retries a 5xx a few times and waits out 429s that Discord marks as
-    its own; this outer loop covers what is left: a longer outage, a dropped connection, a
-    429 from a proxy, or a rate limit longer than discord.py is willing to sleep.
+    The policy, end to end: each attempt is one discord.py call, which itself repeats a request
+    on a 5xx (up to 5 times) and sleeps through a 429 shorter than ``max_rate_limit_wait_s``;
+    longer ones raise :class:`discord.RateLimited` (the client is built with
+    ``max_ratelimit_timeout``).  Each attempt is cut off after ``attempt_timeout_s`` (webhook
+    calls sleep through any 429, however long).  So one delivery makes at most
+    ``attempts`` x 5 requests and waits at most ``max_rate_limit_wait_s`` between two.  A
+    limit longer than that is not waited out here: the answer stays pending and the periodic
+    sweep tries again.  Anything else Discord refuses (4xx) is raised at once.
     """
     for attempt in range(1, config.attempts + 1):
+        backoff = min(config.backoff_s * 2 ** (attempt - 1), config.max_rate_limit_wait_s)
         try:
-            return await action()
+            async with asyncio.timeout(config.attempt_timeout_s):
+                return await action()
         except discord.RateLimited as exc:
-            delay = exc.retry_after
+            raise DeliveryFailed(f"{what} is rate limited for {exc.retry_after:.0f} s; leaving it for later") from None
         except discord.DiscordServerError:
-            delay = config.backoff_s * 2 ** (attempt - 1)
+            delay = backoff
         except discord.HTTPException as exc:
             if exc.status != 429:
                 raise
-            delay = _retry_after(exc, config.backoff_s * 2 ** (attempt - 1))
+            # A 429 discord.py did not handle: from a proxy, or without Discord's headers.
+            delay = _retry_after(exc, backoff)
+            if delay > config.max_rate_limit_wait_s:
+                raise DeliveryFailed(f"{what} is rate limited for {delay:.0f} s; leaving it for later") from None
         except (aiohttp.ClientError, TimeoutError, OSError):
-            delay = config.backoff_s * 2 ** (attempt - 1)
+            delay = backoff
         if attempt == config.attempts:
             break
         log.warning("%s failed (attempt %d of %d); retrying in %.1f s", what, attempt, config.attempts, delay)
@@ -91,6 +101,11 @@ class Delivery:
 
     def _webhook(self, record: JobRecord) -> discord.Webhook:
         return discord.Webhook.partial(record.application_id, record.interaction_token, client=self._client)
+
+    def server_upload_limit(self, record: JobRecord) -> int:
+        """The largest upload the bot may post in the job's server (Discord's default when not cached)."""
+        guild = self._client.get_guild(record.guild_id) if record.guild_id else None
+        return guild.filesize_limit if guild is not None else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
 
     def token_valid(self, record: JobRecord) -> bool:
         return record.token_valid(time.time(), self._config.token_margin_s)
@@ -123,7 +138,8 @@ class Delivery:
         if record.status_message_id is None or not self.token_valid(record):
             return False
         try:
-            await self._edit(record, message)
+            async with asyncio.timeout(self._config.attempt_timeout_s):
+                await self._edit(record, message)
         except (discord.HTTPException, aiohttp.ClientError, TimeoutError, OSError) as exc:
             log.info("could not update the status of job %s: %s", record.id, exc)
             return False

@@ -29,3 +29,12 @@ def fit_upload(png: bytes, limit: int, stem: str) -> tuple[str, bytes]:
         if max(image.size) <= 64:
             return f"{stem}.webp", encode_image(image, "webp", 50)
         image = image.resize((max(1, image.width * 3 // 4), max(1, image.height * 3 // 4)), Image.LANCZOS)
+
+
+def channel_upload_limit(requester_limit: int, server_limit: int) -> int:
+    """The upload limit of a message the bot posts itself: the server's, never more than the requester's.
+
+    An interaction's limit can include the requester's Nitro allowance, which a plain channel
+    message does not get; the requester's is kept when smaller so both ways give the same file.
+    """
+    return min(requester_limit, server_limit)

@@ -53,6 +53,11 @@ class Refusal(Rejection):
         self.reason = reason
 
 
+def channel_allowed(channel: object, allowed: list[int]) -> bool:
+    """Whether ``channel`` is on the list, or is a thread (or forum post) under a channel that is."""
+    return getattr(channel, "id", None) in allowed or getattr(channel, "parent_id", None) in allowed
+
+
 class Intake:
     """Accepts or refuses new jobs for one bot."""
 
@@ -77,7 +82,7 @@ class Intake:
         if allowlist and interaction.guild_id not in allowlist:
             raise Refusal("This bot is not enabled for this server.", "guild")
         settings = await self._bot.store.guild_settings(interaction.guild_id)
-        if settings.allowed_channels and interaction.channel_id not in settings.allowed_channels:
+        if settings.allowed_channels and not channel_allowed(interaction.channel, settings.allowed_channels):
             channels = ", ".join(f"<#{channel}>" for channel in settings.allowed_channels)
             raise Refusal(f"Style transfer is not enabled in this channel. Try {channels}.", "channel")
         self._check_user(interaction.user.id)

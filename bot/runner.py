@@ -19,7 +19,7 @@ from typing import Any
 from bot.blobs import BlobStore
 from bot.config import Config
 from bot.delivery import Delivery
-from bot.images import fit_upload
+from bot.images import channel_upload_limit, fit_upload
 from bot.jobs import BLOB_PREFIX, PRESET_PREFIX, JobRecord, ResultSummary
 from bot.metrics import Metrics
 from bot.presets import PresetCatalogue
@@ -247,10 +247,19 @@ class JobRunner:
         if record.state == "finished" and record.summary is not None:
             png = await asyncio.to_thread(self._blobs.result, record.id)
             if png is not None:
-                image = await asyncio.to_thread(fit_upload, png, record.upload_limit, f"stylized-{record.id[:8]}")
+                stem = f"stylized-{record.id[:8]}"
+                # The edited answer carries the requester's own upload limit; a channel post only the server's.
+                image = await asyncio.to_thread(fit_upload, png, record.upload_limit, stem)
+                channel_limit = channel_upload_limit(record.upload_limit, self._delivery.server_upload_limit(record))
+                channel_image = image
+                if channel_limit < record.upload_limit:
+                    channel_image = await asyncio.to_thread(fit_upload, png, channel_limit, stem)
                 summary, label = record.summary, self.style_label(record)
                 await self._delivery.deliver(
-                    record, lambda mention: result_message(record, label, summary, image, mention=mention)
+                    record,
+                    lambda mention: result_message(
+                        record, label, summary, channel_image if mention else image, mention=mention
+                    ),
                 )
                 return
             record.state, record.error = "failed", "The finished image was lost before it could be sent."

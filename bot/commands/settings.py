@@ -16,6 +16,10 @@ from bot.store import GuildSettings
 if TYPE_CHECKING:
     from bot.app import NSTBot
 
+# Channels /stylize can be allowed in: text, voice and stage channels (their chat), and forum and media channels,
+# whose posts are threads; a thread under an allowed channel is allowed with it.
+AllowableChannel = discord.TextChannel | discord.VoiceChannel | discord.StageChannel | discord.ForumChannel
+
 settings = app_commands.Group(
     name="nst-settings",
     description="Style transfer settings for this server",
@@ -49,17 +53,17 @@ async def show(interaction: discord.Interaction) -> None:
 
 
 @settings.command(name="allow-channel", description="Allow /stylize in a channel (then only listed channels allow it)")
-@app_commands.describe(channel="The channel to allow")
-async def allow_channel(interaction: discord.Interaction, channel: discord.TextChannel) -> None:
+@app_commands.describe(channel="The channel to allow, with its threads and forum posts")
+async def allow_channel(interaction: discord.Interaction, channel: AllowableChannel) -> None:
     bot, current = await _load(interaction)
     if channel.id not in current.allowed_channels:
         current.allowed_channels.append(channel.id)
-    await _save(interaction, bot, current, f"/stylize is allowed in {channel.mention}.")
+    await _save(interaction, bot, current, f"/stylize is allowed in {channel.mention} and its threads.")
 
 
 @settings.command(name="remove-channel", description="Stop allowing /stylize in a channel")
 @app_commands.describe(channel="The channel to remove from the list")
-async def remove_channel(interaction: discord.Interaction, channel: discord.TextChannel) -> None:
+async def remove_channel(interaction: discord.Interaction, channel: AllowableChannel) -> None:
     bot, current = await _load(interaction)
     if channel.id in current.allowed_channels:
         current.allowed_channels.remove(channel.id)

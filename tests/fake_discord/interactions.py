@@ -272,6 +272,10 @@ class InteractionFactory:
                 resolved.setdefault("members", {})[str(value.id)] = member
             return str(value.id)
         if kind == 7 and isinstance(value, FakeChannel):
+            allowed = option.get("channel_types")
+            if validate and allowed and value.type not in allowed:
+                raise InvalidInvocation(f"option {name!r} takes channels of types {allowed}; "
+                                        f"#{value.name} is of type {value.type}")
             channel = value.payload()
             channel["permissions"] = str(guild.permissions_of(self.world.bot)) if guild else "0"
             resolved.setdefault("channels", {})[str(value.id)] = channel

@@ -42,6 +42,7 @@ class ChannelRoutes:
 
     async def history(self, request: RestRequest) -> web.Response:
         channel = self._channel(request)
+        self._require(channel, "view_channel", "read_message_history")
         limit = min(int(request.query.get("limit", 50)), 100)
         before = int(request.query.get("before", 0)) or None
         after = int(request.query.get("after", 0)) or None
@@ -64,6 +65,7 @@ class ChannelRoutes:
         return json_response(message.payload(self.fake.world.bot.payload()))
 
     async def get_message(self, request: RestRequest) -> web.Response:
+        self._require(self._channel(request), "view_channel", "read_message_history")
         return json_response(self._message(request).payload(self.fake.world.bot.payload()))
 
     async def edit(self, request: RestRequest) -> web.Response:

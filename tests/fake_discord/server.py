@@ -27,7 +27,7 @@ from .routes_application import ApplicationRoutes
 from .routes_channels import ChannelRoutes
 from .routes_interactions import InteractionRoutes
 from .waiting import Changes
-from .world import FakeChannel, FakeGuild, FakeUser, World
+from .world import PUBLIC_THREAD, TEXT_CHANNEL, FakeChannel, FakeGuild, FakeUser, World
 
 log = logging.getLogger("fake_discord")
 
@@ -210,12 +210,21 @@ class FakeDiscord:
             self.gateway.dispatch("GUILD_CREATE", guild.create_payload(self.world.members_of(guild)))
         return guild
 
-    def add_channel(self, name: str, guild: FakeGuild | None = None) -> FakeChannel:
-        """Another text channel (announced with CHANNEL_CREATE when a bot is connected)."""
-        channel = self.world.add_channel(guild or self.guild, name)
+    def add_channel(self, name: str, guild: FakeGuild | None = None, *, type: int = TEXT_CHANNEL) -> FakeChannel:
+        """Another channel, text unless ``type`` says otherwise (2 voice, 4 category, 13 stage, 15 forum,
+        16 media); announced with CHANNEL_CREATE when a bot is connected."""
+        channel = self.world.add_channel(guild or self.guild, name, type=type)
         if self.gateway.session is not None:
             self.gateway.dispatch("CHANNEL_CREATE", channel.payload())
         return channel
+
+    def add_thread(self, parent: FakeChannel, name: str) -> FakeChannel:
+        """A public thread under ``parent`` (for a forum or media channel: a post), announced with THREAD_CREATE."""
+        guild = self.world.guilds[parent.guild_id] if parent.guild_id else self.guild
+        thread = self.world.add_channel(guild, name, type=PUBLIC_THREAD, parent=parent)
+        if self.gateway.session is not None:
+            self.gateway.dispatch("THREAD_CREATE", thread.payload() | {"newly_created": True})
+        return thread
 
     # --- CDN ---------------------------------------------------------------------------------------------------
 

@@ -9,6 +9,13 @@ from .permissions import ALL_PERMISSIONS, BOT_DEFAULT, EVERYONE_DEFAULT, to_bits
 
 TEXT_CHANNEL = 0
 DM_CHANNEL = 1
+VOICE_CHANNEL = 2
+CATEGORY_CHANNEL = 4
+PUBLIC_THREAD = 11
+STAGE_CHANNEL = 13
+FORUM_CHANNEL = 15
+MEDIA_CHANNEL = 16
+THREAD_TYPES = frozenset({10, PUBLIC_THREAD, 12})
 
 
 @dataclass
@@ -71,13 +78,36 @@ class FakeChannel:
     type: int = TEXT_CHANNEL
     position: int = 0
     recipient: FakeUser | None = None
+    parent_id: int | None = None
+    owner_id: int | None = None
+
+    @property
+    def is_thread(self) -> bool:
+        return self.type in THREAD_TYPES
 
     def payload(self) -> dict:
         if self.type == DM_CHANNEL:
             assert self.recipient is not None
             return {"id": str(self.id), "type": DM_CHANNEL, "last_message_id": None,
                     "recipients": [self.recipient.payload()], "flags": 0}
-        return {
+        if self.is_thread:
+            return {
+                "id": str(self.id),
+                "type": self.type,
+                "guild_id": str(self.guild_id),
+                "parent_id": str(self.parent_id),
+                "owner_id": str(self.owner_id),
+                "name": self.name,
+                "last_message_id": None,
+                "rate_limit_per_user": 0,
+                "message_count": 0,
+                "member_count": 1,
+                "flags": 0,
+                "thread_metadata": {"archived": False, "auto_archive_duration": 1440,
+                                    "archive_timestamp": iso_now(), "locked": False},
+            }
+        extra = {"bitrate": 64000, "user_limit": 0, "rtc_region": None} if self.type in (VOICE_CHANNEL, STAGE_CHANNEL) else {}
+        return extra | {
             "id": str(self.id),
             "type": self.type,
             "guild_id": str(self.guild_id),
@@ -180,8 +210,8 @@ class FakeGuild:
                 "unavailable": False,
                 "member_count": len(members),
                 "members": [self.member_payload(user) for user in members],
-                "channels": [c.payload() for c in self.channels.values()],
-                "threads": [],
+                "channels": [c.payload() for c in self.channels.values() if not c.is_thread],
+                "threads": [c.payload() for c in self.channels.values() if c.is_thread],
                 "presences": [],
                 "voice_states": [],
                 "stage_instances": [],
@@ -231,8 +261,14 @@ class World:
                 self._join(guild, user)
         return guild
 
-    def add_channel(self, guild: FakeGuild, name: str) -> FakeChannel:
-        channel = FakeChannel(self.ids.next(), name, guild.id, position=len(guild.channels))
+    def add_channel(self, guild: FakeGuild, name: str, *, type: int = TEXT_CHANNEL,
+                    parent: FakeChannel | None = None) -> FakeChannel:
+        """A channel of ``type`` (text by default); a thread (types 10-12) needs its ``parent``."""
+        if (type in THREAD_TYPES) != (parent is not None):
+            raise ValueError("threads, and only threads, have a parent channel")
+        channel = FakeChannel(self.ids.next(), name, guild.id, type=type, position=len(guild.channels),
+                              parent_id=parent.id if parent else None,
+                              owner_id=self.owner.id if parent else None)
         guild.channels[channel.id] = channel
         return channel
 
