@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import re
 import struct
 import warnings
@@ -22,6 +23,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from nst_engine.containers import MAX_FRAMES, check_png_chunks, count_gif_frames
 from nst_engine.errors import (
     BadDimensions,
     BrokenImage,
@@ -50,6 +52,12 @@ EncodeFormat = Literal["png", "jpeg", "webp"]
 _FORMAT_ALIASES = {"MPO": "JPEG"}
 
 _FORMAT_NAMES = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "GIF": "GIF", "BMP": "BMP"}
+
+# BMP compression codes whose decoder is written in Python: seconds of CPU for a few KB of file.
+_BMP_RLE = {1: "RLE8", 2: "RLE4"}
+
+# Rows converted at a time from 16/32-bit greyscale, so no whole-image wide copy is ever made.
+_BAND_ROWS = 256
 
 # (prefix at offset 0, format name) for files that are images, but not in a format we take.
 _UNSUPPORTED_MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -104,15 +112,16 @@ class ImageInfo:
     frames: int
 
 
-def probe_image(data: bytes) -> ImageInfo:
-    """Read the format, size and frame count from the header of ``data``.
+def probe_image(data: bytes, *, max_pixels: int | None = None) -> ImageInfo:
+    """Read the format, size and frame count (at most :data:`MAX_FRAMES`) from the header of ``data``.
 
-    Raises :class:`EmptyImage`, :class:`NotAnImage`, :class:`UnsupportedFormat`,
-    :class:`BrokenImage`, or :class:`ImageTooLarge` for headers so large that Pillow itself
-    calls them a decompression bomb.
+    The work is bounded whatever the file holds: chunks and blocks are counted with a cap,
+    and a WebP canvas is checked against ``max_pixels`` (Pillow's own bomb limit when None)
+    before Pillow allocates it. Raises :class:`EmptyImage`, :class:`NotAnImage`,
+    :class:`UnsupportedFormat`, :class:`BrokenImage`, or :class:`ImageTooLarge`.
     """
-    with _open(data) as image:
-        return _info(image)
+    with _open(data, max_pixels) as image:
+        return _info(image, data)
 
 
 def check_dimensions(info: ImageInfo, *, max_pixels: int) -> None:
@@ -131,18 +140,27 @@ def check_dimensions(info: ImageInfo, *, max_pixels: int) -> None:
         )
 
 
-def decode_image(data: bytes, *, max_pixels: int, target_long_side: int | None = None) -> Image.Image:
-    """Decode ``data`` into an 8-bit RGB image, safely.
+def decode_image(
+    data: bytes | os.PathLike[str], *, max_pixels: int, target_long_side: int | None = None
+) -> Image.Image:
+    """Decode ``data`` (bytes, or a file to read them from) into an 8-bit RGB image, safely.
 
     The pixel cap is checked on the header before any decoding. Animated images give their
     first frame; EXIF orientation is applied; transparency is composited on white.
     ``target_long_side`` lets JPEG decode at a reduced scale (never below that long side)
     when the caller will shrink the image anyway, which saves time and memory.
     """
-    if webp_size := _declared_webp_size(data):
-        check_dimensions(ImageInfo("WEBP", *webp_size, 1), max_pixels=max_pixels)
-    with _open(data) as image:
-        info = _info(image)
+    return decode_with_info(data, max_pixels=max_pixels, target_long_side=target_long_side)[0]
+
+
+def decode_with_info(
+    data: bytes | os.PathLike[str], *, max_pixels: int, target_long_side: int | None = None
+) -> tuple[Image.Image, ImageInfo]:
+    """:func:`decode_image`, and the facts of :func:`probe_image` read in the same single pass."""
+    if not isinstance(data, bytes):
+        data = _read_file(data)
+    with _open(data, max_pixels) as image:
+        info = _info(image, data)
         check_dimensions(info, max_pixels=max_pixels)
         # Entropy-coded data escapes every 0xFF byte, so this pair only occurs as a real start-of-scan marker.
         if info.format == "JPEG" and data.count(b"\xff\xda") > MAX_JPEG_SCANS:
@@ -157,8 +175,10 @@ def decode_image(data: bytes, *, max_pixels: int, target_long_side: int | None =
             image.load()
         except _DECODE_ERRORS as error:
             raise _broken(info.format) from error
-        oriented = _apply_orientation(image)
-        return to_rgb(oriented)
+        _apply_orientation(image)
+        rgb = to_rgb(image)
+        # The opened image is closed on leaving this block; a result that is that very image must outlive it.
+        return (rgb.copy() if rgb is image else rgb), info
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -170,17 +190,59 @@ def to_rgb(image: Image.Image) -> Image.Image:
     that the network would otherwise paint, while white reads as the empty paper that a
     cut-out, logo or sticker is meant to sit on.
     """
-    if image.mode.startswith("I"):
-        levels = np.asarray(image, dtype=np.float64) / 257.0
-        image = Image.fromarray(np.clip(np.rint(levels), 0, 255).astype(np.uint8))
-    elif image.mode == "F":
-        levels = np.asarray(image, dtype=np.float64) * 255.0
-        image = Image.fromarray(np.clip(np.rint(levels), 0, 255).astype(np.uint8))
-    if image.mode == "P" or image.mode.endswith(("A", "a")) or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(paper, rgba)
+    if image.mode.startswith("I") or image.mode == "F":
+        image = _to_eight_bit(image)
+    if image.mode == "P" and image.palette is not None and image.palette.mode == "RGB":
+        return _palette_on_white(image)
+    if image.mode in ("P", "LA", "La", "RGBA", "RGBa", "PA") or "transparency" in image.info:
+        return _on_white(image)
     return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _to_eight_bit(image: Image.Image) -> Image.Image:
+    """16/32-bit integer greyscale (0..65535) or float (0..1) to 8-bit "L", a band of rows at a time.
+
+    Integer arithmetic on bands keeps the extra memory to a few rows, where a whole-image
+    float64 copy would cost eight bytes per pixel, several times over.
+    """
+    width, height = image.size
+    out = np.empty((height, width), np.uint8)
+    for top in range(0, height, _BAND_ROWS):
+        band = np.asarray(image.crop((0, top, width, min(height, top + _BAND_ROWS))))
+        if image.mode == "F":
+            levels = np.rint(np.clip(np.nan_to_num(band.astype(np.float32)), 0.0, 1.0) * 255.0)
+        else:
+            # (v + 128) // 257 rounds v / 257 to the nearest integer; v / 257 is never exactly half-way.
+            levels = (np.clip(band.astype(np.int64), 0, 65535) + 128) // 257
+        out[top : top + band.shape[0]] = levels
+    return Image.fromarray(out, "L")
+
+
+def _palette_on_white(image: Image.Image) -> Image.Image:
+    """A palette image, its transparent entries composited on white in the palette itself (256 colours, not every pixel)."""
+    if "transparency" not in image.info:
+        return image.convert("RGB")
+    entries = Image.frombytes("P", (256, 1), bytes(range(256)))
+    entries.putpalette(image.getpalette() or [])
+    entries.info["transparency"] = image.info["transparency"]
+    colours = _on_white(entries)
+    flat = image.copy()
+    flat.info.pop("transparency", None)
+    flat.putpalette(colours.tobytes(), "RGB")
+    return flat.convert("RGB")
+
+
+def _on_white(image: Image.Image) -> Image.Image:
+    """Composite a transparent image on white, a band of rows at a time (no whole-image RGBA copies)."""
+    width, height = image.size
+    out = Image.new("RGB", image.size, (255, 255, 255))
+    for top in range(0, height, _BAND_ROWS):
+        box = (0, top, width, min(height, top + _BAND_ROWS))
+        band = image.crop(box)
+        if band.mode not in ("LA", "RGBA"):
+            band = band.convert("RGBA")
+        out.paste(band.convert("RGB"), box, band.getchannel("A"))
+    return out
 
 
 def encode_image(image: np.ndarray | Image.Image, fmt: EncodeFormat, quality: int = 90) -> bytes:
@@ -225,10 +287,29 @@ def _as_pil(image: np.ndarray | Image.Image) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(array))
 
 
-def _open(data: bytes) -> Image.Image:
-    """Open the header of ``data`` with the accepted plugins only, or raise the right error."""
+def _read_file(path: os.PathLike[str]) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise NotAnImage("The image file is no longer stored. Please send the image again.") from None
+
+
+def _open(data: bytes, max_pixels: int | None = None) -> Image.Image:
+    """Open the header of ``data`` with the accepted plugins only, or raise the right error.
+
+    What Pillow would walk or allocate while opening is checked first: a PNG's chunk count,
+    and a WebP's canvas against ``max_pixels`` (Pillow's bomb limit when None).
+    """
     if not data:
         raise EmptyImage("The file is empty (0 bytes). Please upload the image again.")
+    check_png_chunks(data)
+    if webp_size := _declared_webp_size(data):
+        width, height = webp_size
+        if max_pixels is None and width * height > Image.MAX_IMAGE_PIXELS:
+            raise _bomb()
+        if max_pixels is not None:
+            check_dimensions(ImageInfo("WEBP", width, height, 1), max_pixels=max_pixels)
     try:
         with warnings.catch_warnings():
             # The caller's own pixel cap decides; Pillow's warning threshold is just noise here.
@@ -247,11 +328,17 @@ def _open(data: bytes) -> Image.Image:
     return image
 
 
-def _info(image: Image.Image) -> ImageInfo:
+def _info(image: Image.Image, data: bytes) -> ImageInfo:
     fmt = _FORMAT_ALIASES.get(image.format or "", image.format or "")
+    if fmt == "BMP" and image.info.get("compression") in _BMP_RLE:
+        raise UnsupportedFormat(
+            f"BMP images with {_BMP_RLE[image.info['compression']]} compression are not supported; "
+            "please convert it to PNG or JPEG and send it again."
+        )
     try:
-        # GIF counts its frames by walking the file; the walk is bounded by the file's size.
-        frames = int(getattr(image, "n_frames", 1))
+        # Pillow counts a GIF's frames by walking every block: count them first, with a cap.
+        counted = count_gif_frames(data) if fmt == "GIF" else 0
+        frames = MAX_FRAMES if counted >= MAX_FRAMES else min(MAX_FRAMES, int(getattr(image, "n_frames", 1)))
     except Image.DecompressionBombError as error:
         raise _bomb() from error
     except _DECODE_ERRORS as error:
@@ -260,12 +347,13 @@ def _info(image: Image.Image) -> ImageInfo:
     return ImageInfo(format=fmt, width=width, height=height, frames=frames)
 
 
-def _apply_orientation(image: Image.Image) -> Image.Image:
+def _apply_orientation(image: Image.Image) -> None:
+    """Turn ``image`` upright in place (a copy would cost a whole image for nothing when it already is)."""
     try:
-        return ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)
     except _DECODE_ERRORS:
         # A damaged EXIF block only loses the rotation hint; the pixels themselves are fine.
-        return image
+        pass
 
 
 def _declared_webp_size(data: bytes) -> tuple[int, int] | None:

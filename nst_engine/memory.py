@@ -71,10 +71,17 @@ def _forward_bytes(layers: list[tuple[str, int, int]], pixels: float) -> float:
     return max(a + b for a, b in itertools.pairwise(sizes))
 
 
-def _content_aspect(request: StyleRequest) -> float:
-    """The content's short side over its long side, from its header; 1 (a square, the worst case) if unknown."""
+def _content_aspect(request: StyleRequest, aspect: float | None) -> float:
+    """``aspect`` if given, else the content's short side over its long side, from its header.
+
+    1 (a square, the worst case) when the header cannot say, or the content is a file not read yet.
+    """
+    if aspect is not None:
+        return aspect
+    if not isinstance(request.content, bytes):
+        return 1.0
     try:
-        info = probe_image(request.content)
+        info = probe_image(request.content, max_pixels=request.max_input_pixels)
     except ImageError:
         return 1.0
     return min(info.width, info.height) / max(info.width, info.height)
@@ -92,15 +99,23 @@ def _peak_bytes(request: StyleRequest, size: int, aspect: float, device_type: st
     return int(peak + FIXED_OVERHEAD.get(device_type, FIXED_OVERHEAD["cpu"]))
 
 
-def estimate_peak_bytes(request: StyleRequest, device_type: str = "cuda") -> int:
-    """Estimated peak memory in bytes of running ``request`` on a device of type 'cuda' or 'cpu'."""
+def estimate_peak_bytes(
+    request: StyleRequest, device_type: str = "cuda", content_aspect: float | None = None
+) -> int:
+    """Estimated peak memory in bytes of running ``request`` on a device of type 'cuda' or 'cpu'.
+
+    ``content_aspect`` (short side over long side) spares reading the content's header; the
+    executor pool always passes it, so nothing on its event loop ever opens an image.
+    """
     size, _ = resolve_size_steps(request)
-    return _peak_bytes(request, size, _content_aspect(request), device_type)
+    return _peak_bytes(request, size, _content_aspect(request, content_aspect), device_type)
 
 
-def max_fitting_size(request: StyleRequest, capacity_bytes: int, device_type: str = "cuda") -> int:
+def max_fitting_size(
+    request: StyleRequest, capacity_bytes: int, device_type: str = "cuda", content_aspect: float | None = None
+) -> int:
     """The largest output long side whose estimate fits in ``capacity_bytes``; 0 if none does."""
-    aspect = _content_aspect(request)  # read the header once, not at every step of the search
+    aspect = _content_aspect(request, content_aspect)  # read the header once, not at every step of the search
     low, high = MIN_SIZE, MAX_SIZE
     if _peak_bytes(request, low, aspect, device_type) > capacity_bytes:
         return 0

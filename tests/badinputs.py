@@ -269,9 +269,9 @@ def _too_large() -> list[BadInput]:
         _case("jpeg_huge_header", bytes(huge_jpeg), ImageTooLarge, size=(12000, 12000),
               description="a 64x48 JPEG whose header claims 12000x12000; decoding it would fail, so "
                           "ImageTooLarge proves the cap ran first"),
-        _case("webp_huge_header", huge_webp, ImageTooLarge, probe_error=BrokenImage,
+        _case("webp_huge_header", huge_webp, ImageTooLarge, probe_error=ImageTooLarge,
               description="a bare WebP header declaring a 13000x13000 canvas, which Pillow would allocate "
-                          "(676 MB) on opening: decoding must refuse it first; probing finds no image data"),
+                          "(676 MB) on opening: probing and decoding must both refuse it first"),
         _case("jpeg_scan_bomb", scan_bomb, BrokenImage, size=(32, 32),
               description="a progressive JPEG with 300 copies of its last scan: each scan is a pass over "
                           "every pixel, so this shape stalls decoders at large sizes"),

@@ -123,9 +123,12 @@ class Pool:
         owner: str,
         job_id: str | None = None,
         preview_size: int | None = 128,
+        content_aspect: float = 1.0,
     ) -> Job:
         """Queue ``request`` for ``owner`` and return its handle at once.
 
+        ``content_aspect`` is the content's short side over its long side, as the caller read
+        it (off the event loop); the pool never opens an image, and 1 (a square) is the worst case.
         Raises PoolClosed, OwnerLimitReached, JobTooLarge or QueueFull when the job is not
         taken. A request the engine cannot even measure (a broken image, a bad setting) is
         taken and ends ``failed`` straight away, with the engine's message.
@@ -146,7 +149,7 @@ class Pool:
             eta=self._eta,
         )
         try:
-            estimates = self._admit(request)
+            estimates = self._admit(request, content_aspect)
         except EngineError as exc:
             self._counts["failed"] += 1
             job._failed(str(exc))
@@ -203,7 +206,7 @@ class Pool:
 
     # --- admission ----------------------------------------------------------------------
 
-    def _admit(self, request: StyleRequest) -> dict[DeviceType, int]:
+    def _admit(self, request: StyleRequest, aspect: float) -> dict[DeviceType, int]:
         """Estimated peak memory per device type; JobTooLarge when no device has that much.
 
         EngineError when the request makes no sense. A request the estimate cannot make sense
@@ -213,7 +216,7 @@ class Pool:
         types |= {device_type(w.device) for w in self._workers.values()}
         types |= {device_type(device) for device in self.backend.plan().values()}
         try:
-            estimates = {kind: estimate_peak_bytes(request, kind) for kind in types}
+            estimates = {kind: estimate_peak_bytes(request, kind, aspect) for kind in types}
         except EngineError:
             raise
         except Exception:
@@ -222,7 +225,9 @@ class Pool:
         # With nothing measured yet (no worker ready anywhere) there is nothing to refuse on.
         if not self._capacity or any(estimates[kind] <= capacity for kind, capacity in self._capacity.values()):
             return estimates
-        largest = max(max_fitting_size(request, capacity, kind) for kind, capacity in self._capacity.values())
+        largest = max(
+            max_fitting_size(request, capacity, kind, aspect) for kind, capacity in self._capacity.values()
+        )
         size, _ = resolve_size_steps(request)
         needed = min(estimates.values())
         most = max(capacity for _, capacity in self._capacity.values())
