@@ -136,6 +136,23 @@ async def test_a_job_too_large_for_every_worker_is_refused_naming_the_size_that_
     assert pool.stats().queue_length == 0
 
 
+async def test_submitting_reads_no_image_on_the_event_loop_and_uses_the_aspect_it_is_given(
+    pool: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def opened(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the pool opened an image on the event loop")
+
+    monkeypatch.setattr("nst_engine.memory.probe_image", opened)
+    job = pool.submit(tiny_request(), owner="erin", content_aspect=0.75)
+    assert await settled(job) == "done"
+    largest = {}
+    for aspect in (1.0, 0.25):
+        with pytest.raises(JobTooLarge) as refused:
+            pool.submit(tiny_request(size=4096), owner="erin", content_aspect=aspect)
+        largest[aspect] = refused.value.max_size
+    assert largest[0.25] > largest[1.0]
+
+
 async def test_a_request_with_a_broken_image_fails_with_the_engine_s_message(pool: Pool) -> None:
     job = pool.submit(tiny_request(content=b"<html>not an image</html>"), owner="dave")
     assert await settled(job) == "failed"
