@@ -6,6 +6,7 @@ the fake Discord in this process.
 
 from __future__ import annotations
 
+import itertools
 import time
 from types import SimpleNamespace
 
@@ -104,14 +105,34 @@ async def test_a_restart_that_finds_an_edit_already_made_sends_nothing_new(setup
     assert (await store.get(record.id)).delivery == "delivered"
 
 
-async def test_server_errors_and_rate_limits_are_retried(setup):
+async def test_server_errors_and_rate_limits_that_reach_the_bot_are_retried(setup):
     fake, _, store, delivery = setup
     record = await _record(fake, store)
-    fake.fail_next("POST", r"/channels/\d+/messages$", status=500, count=1)
-    fake.rate_limit_next("POST", r"/channels/\d+/messages$", retry_after=0.2, count=1)
+    posts = r"/channels/\d+/messages$"
+    # Neither is retried by discord.py itself (it retries only 500/502/504 and Discord's own 429s).
+    fake.fail_next("POST", posts, status=503, count=1)
+    fake.rate_limit_next("POST", posts, retry_after=1.0, count=1, from_proxy=True)
     await delivery.deliver(record, _build(record))
     assert len(fake.channel_messages()) == 1
-    assert len(fake.requests_to("POST", r"/channels/\d+/messages$")) == 3
+    attempts = fake.requests_to("POST", posts)
+    assert [a.status for a in attempts] == [503, 429, 200]
+    after_503, after_429 = (later.started_at - earlier.finished_at for earlier, later in itertools.pairwise(attempts))
+    assert after_503 >= CONFIG.backoff_s
+    assert after_429 >= 1.0, f"Retry-After said 1 s, the retry came {after_429:.3f} s later"
+    assert (await store.get(record.id)).delivery == "delivered"
+
+
+async def test_a_channel_down_for_longer_than_the_attempts_leaves_the_job_open_for_the_sweep(setup):
+    fake, _, store, delivery = setup
+    record = await _record(fake, store)
+    fake.fail_next("POST", r"/channels/\d+/messages$", status=503, count=CONFIG.attempts)
+    await delivery.deliver(record, _build(record))
+    assert len(fake.requests_to("POST", r"/channels/\d+/messages$")) == CONFIG.attempts
+    assert fake.channel_messages() == []
+    assert (await store.get(record.id)).delivery == "sending"
+
+    await delivery.deliver(await store.get(record.id), _build(record))
+    assert len(fake.channel_messages()) == 1
     assert (await store.get(record.id)).delivery == "delivered"
 
 
@@ -128,7 +149,7 @@ def _server_error() -> discord.DiscordServerError:
     return discord.DiscordServerError(SimpleNamespace(status=503, reason="Service Unavailable", headers={}), "down")
 
 
-async def test_with_retries_backs_off_then_gives_up():
+async def test_with_retries_backs_off_exponentially_then_gives_up():
     calls = []
 
     async def flaky():
@@ -138,29 +159,41 @@ async def test_with_retries_backs_off_then_gives_up():
         return "sent"
 
     assert await with_retries(flaky, config=CONFIG, what="test") == "sent"
+    waits = [later - earlier for earlier, later in itertools.pairwise(calls)]
+    assert waits[0] >= CONFIG.backoff_s and waits[1] >= 2 * CONFIG.backoff_s, waits
+
+    tries = []
 
     async def down():
+        tries.append(1)
         raise _server_error()
 
     with pytest.raises(DeliveryFailed, match="still failing after 3 attempts"):
         await with_retries(down, config=CONFIG, what="test")
+    assert len(tries) == CONFIG.attempts
 
 
 async def test_with_retries_honours_429_retry_after_and_passes_other_errors_through():
     attempts = []
 
     async def limited():
-        attempts.append(1)
+        attempts.append(time.monotonic())
         if len(attempts) == 1:
             raise discord.HTTPException(
-                SimpleNamespace(status=429, reason="Too Many Requests", headers={"Retry-After": "0.05"}), "slow down"
+                SimpleNamespace(status=429, reason="Too Many Requests", headers={"Retry-After": "0.5"}), "slow down"
             )
         return "ok"
 
     assert await with_retries(limited, config=CONFIG, what="test") == "ok"
+    # The backoff would be 0.01 s: only reading Retry-After makes the wait half a second.
+    assert attempts[1] - attempts[0] >= 0.5
+
+    calls = []
 
     async def not_found():
+        calls.append(1)
         raise discord.NotFound(SimpleNamespace(status=404, reason="Not Found", headers={}), "gone")
 
     with pytest.raises(discord.NotFound):
         await with_retries(not_found, config=CONFIG, what="test")
+    assert len(calls) == 1

@@ -21,6 +21,7 @@ class FaultRule:
     count: int
     retry_after: float = 0.0
     is_global: bool = False
+    from_proxy: bool = False
     body: object = None
     hits: int = 0
 
@@ -34,6 +35,8 @@ class FaultRule:
     def respond(self) -> web.Response:
         self.hits += 1
         if self.status == 429:
+            if self.from_proxy:
+                return proxy_rate_limited(self.retry_after)
             return rate_limited(self.retry_after, is_global=self.is_global)
         body = self.body if self.body is not None else {"message": f"{self.status}: injected by fake_discord", "code": 0}
         return json_response(body, status=self.status)
@@ -55,6 +58,12 @@ def rate_limited(retry_after: float, *, is_global: bool = False) -> web.Response
         headers["X-RateLimit-Global"] = "true"
     body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": is_global, "code": 0}
     return json_response(body, status=429, headers=headers)
+
+
+def proxy_rate_limited(retry_after: float) -> web.Response:
+    """A 429 from something in front of Discord (Cloudflare, an HTTP proxy): a plain-text body and a
+    ``Retry-After`` header in whole seconds, no ``Via``. discord.py does not retry it; the caller gets it."""
+    return web.Response(status=429, text="429 Too Many Requests", headers={"Retry-After": str(max(1, round(retry_after)))})
 
 
 class FaultInjector:

@@ -393,10 +393,14 @@ class FakeDiscord:
 
     def fail_next(self, method: str, path_regex: str, status: int = 500, count: int = 1, body: object = None) -> FaultRule:
         """Answer the next ``count`` matching REST requests with ``status`` (and a JSON error body).
-        ``method`` may be "*". Note discord.py's own retries: 500/502/504 are retried up to 5 times."""
+        ``method`` may be "*". Note discord.py's own retries: a request is tried 5 times (sleeping 1, 3, 5, 7, 9 s)
+        when it answers 500/502/504 on the bot's REST client, or any 5xx on a webhook (interaction responses)."""
         return self.faults.add(method, path_regex, status, count, body=body)
 
     def rate_limit_next(self, method: str, path_regex: str, retry_after: float = 0.5, count: int = 1,
-                        is_global: bool = False) -> FaultRule:
-        """Answer the next ``count`` matching REST requests with a 429 that discord.py honours and retries."""
-        return self.faults.add(method, path_regex, 429, count, retry_after=retry_after, is_global=is_global)
+                        is_global: bool = False, from_proxy: bool = False) -> FaultRule:
+        """Answer the next ``count`` matching REST requests with a 429. Discord's own 429 is one discord.py waits
+        out and retries by itself; with ``from_proxy`` it comes from a proxy in front of Discord (no ``Via``
+        header, text body, ``Retry-After`` in whole seconds), which discord.py hands to its caller."""
+        return self.faults.add(method, path_regex, 429, count, retry_after=retry_after, is_global=is_global,
+                               from_proxy=from_proxy)
