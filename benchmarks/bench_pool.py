@@ -1,11 +1,13 @@
 """Throughput of the executor pool against running the same jobs one after another.
 
-    python benchmarks/bench_pool.py                      # CPU: 2 workers x 1 thread vs 1 process x all cores
+    python benchmarks/bench_pool.py                      # CPU: 2 workers x 1 thread vs 1 process x all cores, 3 rounds
     python benchmarks/bench_pool.py --device cuda --workers 2 --size 512 --steps 100
 
 Both sides start warm (VGG19 loaded, one job run) and run the same N jobs: the pool gets
-them all at once from N owners, the baseline runs them in this process in a loop. The
-ratio printed is pool throughput over sequential throughput.
+them all at once from N owners, the baseline runs them in this process in a loop. The two
+take turns, pool then sequential, for ``--rounds`` rounds, so a change in the machine's load
+hits both alike; each round gives one ratio (pool throughput over sequential throughput),
+and the medians are what to quote.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import argparse
 import asyncio
 import os
 import platform
+import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from nst_engine.imageio import decode_image, encode_image
@@ -36,6 +40,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--size", type=int, default=128, help="output long side in pixels")
     parser.add_argument("--steps", type=int, default=20, help="evaluations per job")
+    parser.add_argument("--rounds", type=int, default=3, help="pool/sequential turns; medians are taken over them")
     parser.add_argument("--content", type=Path, default=IMAGES / "tubingen.jpg")
     parser.add_argument("--style", type=Path, default=IMAGES / "starry_night.jpg")
     return parser.parse_args()
@@ -57,8 +62,8 @@ def make_requests(args: argparse.Namespace) -> list[StyleRequest]:
     ]
 
 
-def run_sequential(requests: list[StyleRequest], device: str, threads: int) -> float:
-    """Seconds to run every request in this process, one after another, after a warm-up job."""
+def sequential_runner(requests: list[StyleRequest], device: str, threads: int) -> Callable[[], float]:
+    """Warm this process up (weights loaded, one job run); the returned call times one sequential pass."""
     import torch
 
     from nst_engine.transfer import stylize
@@ -69,11 +74,15 @@ def run_sequential(requests: list[StyleRequest], device: str, threads: int) -> f
     load_vgg19("caffe", device)
     stylize(requests[0], device=device)
     _synchronize(device)
-    started = time.perf_counter()
-    for request in requests:
-        stylize(request, device=device)
-    _synchronize(device)
-    return time.perf_counter() - started
+
+    def run() -> float:
+        started = time.perf_counter()
+        for request in requests:
+            stylize(request, device=device)
+        _synchronize(device)
+        return time.perf_counter() - started
+
+    return run
 
 
 def _synchronize(device: str) -> None:
@@ -83,8 +92,19 @@ def _synchronize(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-async def run_pool(requests: list[StyleRequest], config: PoolConfig) -> float:
-    """Seconds for the pool to finish every request submitted at once, after a warm-up job per worker."""
+async def pool_pass(pool: Pool, requests: list[StyleRequest], tag: str) -> float:
+    """Seconds for the pool to finish every request, all submitted at once from different owners."""
+    started = time.perf_counter()
+    jobs = [pool.submit(request, owner=f"{tag}-{i}", preview_size=None) for i, request in enumerate(requests)]
+    for job in jobs:
+        await job.result()
+    return time.perf_counter() - started
+
+
+async def measure(
+    args: argparse.Namespace, config: PoolConfig, requests: list[StyleRequest], sequential_threads: int
+) -> tuple[list[float], list[float]]:
+    """Pool and sequential passes in turns (A B A B ...), both warm: the seconds of each, in order."""
     pool = await Pool.start(config)
     try:
         warmups = [
@@ -92,17 +112,26 @@ async def run_pool(requests: list[StyleRequest], config: PoolConfig) -> float:
         ]
         for job in warmups:
             await job.result()
-        started = time.perf_counter()
-        jobs = [pool.submit(request, owner=f"owner{i}", preview_size=None) for i, request in enumerate(requests)]
-        for job in jobs:
-            await job.result()
-        return time.perf_counter() - started
+        # The sequential side runs in a thread so the pool's event loop keeps reading its idle workers' heartbeats.
+        sequential = await asyncio.to_thread(sequential_runner, requests, args.device, sequential_threads)
+        pooled_s, sequential_s = [], []
+        for round_index in range(1, args.rounds + 1):
+            pooled_s.append(await pool_pass(pool, requests, f"round{round_index}"))
+            sequential_s.append(await asyncio.to_thread(sequential))
+            print(
+                f"round {round_index}: pool {pooled_s[-1]:7.2f} s   sequential {sequential_s[-1]:7.2f} s   "
+                f"ratio {sequential_s[-1] / pooled_s[-1]:.2f}x   (load {_load()})",
+                flush=True,
+            )
+        return pooled_s, sequential_s
     finally:
         await pool.close()
 
 
 def main() -> None:
     args = parse_args()
+    if args.rounds < 1:
+        raise SystemExit("--rounds must be 1 or more")
     workers = args.workers or 2
     config = PoolConfig(
         devices=[args.device],
@@ -112,26 +141,29 @@ def main() -> None:
         per_owner_limit=1,
     )
     requests = make_requests(args)
-    print(f"{args.jobs} jobs, {args.size} px, {args.steps} evaluations each, on {args.device}")
     import torch
 
+    threads = threads_per_worker(config.devices, workers, config.cpu_threads)
+    sequential_threads = args.sequential_threads or available_cores()
+    pool_desc = f"{workers} workers" + (f" x {threads} threads" if args.device == "cpu" else "")
+    seq_desc = f"1 process x {sequential_threads} threads" if args.device == "cpu" else "1 process"
+    print(f"{args.jobs} jobs, {args.size} px, {args.steps} evaluations each, on {args.device}")
     print(
         f"machine: {platform.machine()}, {available_cores()} cores, "
         f"Python {platform.python_version()}, torch {torch.__version__}"
     )
-
+    print(f"pool: {pool_desc}; sequential: {seq_desc}; {args.rounds} rounds, pool then sequential in each")
     print(f"load average before: {_load()}")
 
-    pooled = asyncio.run(run_pool(requests, config))
-    threads = threads_per_worker(config.devices, workers, config.cpu_threads)
-    pool_desc = f"{workers} workers" + (f" x {threads} threads" if args.device == "cpu" else "")
-    print(f"pool ({pool_desc}): {pooled:7.2f} s  {args.jobs / pooled:6.3f} jobs/s")
-
-    sequential_threads = args.sequential_threads or available_cores()
-    sequential = run_sequential(requests, args.device, sequential_threads)
-    seq_desc = f"1 process x {sequential_threads} threads" if args.device == "cpu" else "1 process"
-    print(f"sequential ({seq_desc}): {sequential:7.2f} s  {args.jobs / sequential:6.3f} jobs/s")
-    print(f"ratio (pool / sequential throughput): {sequential / pooled:.2f}x")
+    pooled_s, sequential_s = asyncio.run(measure(args, config, requests, sequential_threads))
+    ratios = [seq / pool for pool, seq in zip(pooled_s, sequential_s, strict=True)]
+    pooled, sequential = statistics.median(pooled_s), statistics.median(sequential_s)
+    print(f"pool, median:       {pooled:7.2f} s  {args.jobs / pooled:6.3f} jobs/s")
+    print(f"sequential, median: {sequential:7.2f} s  {args.jobs / sequential:6.3f} jobs/s")
+    print(
+        f"ratio (pool / sequential throughput): median {statistics.median(ratios):.2f}x "
+        f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x, over {len(ratios)} rounds)"
+    )
     print(f"load average after: {_load()}")
 
 
