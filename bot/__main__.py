@@ -10,16 +10,16 @@ import sys
 
 import discord
 
-from bot.app import NSTBot, point_discord_at
+from bot.app import create_bot, point_discord_at
 from bot.config import Config, ConfigError, load_config, load_token
 from nst_engine.pool import PoolError
 
 log = logging.getLogger("bot")
 
 
-async def run(config: Config, token: str) -> None:
+async def run(config: Config, token: str, *, force_sync: bool = False) -> None:
     """Run the bot; a SIGTERM or SIGINT closes it gracefully and returns."""
-    bot = NSTBot(config)
+    bot = create_bot(config, force_sync=force_sync)
     loop = asyncio.get_running_loop()
     closing: list[asyncio.Task[None]] = []
 
@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nst-bot", description="A Discord bot for neural style transfer.")
     parser.add_argument("--config", default="config.toml", help="path to the TOML config (default: config.toml)")
     parser.add_argument("--check", action="store_true", help="only check the config and the token, then exit")
+    parser.add_argument(
+        "--sync", action="store_true", help="register the commands with Discord even if they did not change"
+    )
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     point_discord_at(config.discord)
     try:
-        asyncio.run(run(config, token))
+        asyncio.run(run(config, token, force_sync=args.sync))
     except discord.LoginFailure:
         log.error("Discord rejected the token; check DISCORD_TOKEN or the token file")
         return 1

@@ -12,6 +12,8 @@ import yarl
 from discord import app_commands
 
 from bot.blobs import BlobStore
+from bot.command_errors import INTERNAL_ERROR, explain
+from bot.command_sync import sync_if_changed
 from bot.commands import register
 from bot.commands.buttons import handle_job_button
 from bot.config import Config, DiscordConfig
@@ -52,7 +54,11 @@ def pool_config(config: Config) -> PoolConfig:
 
 
 class NSTBot(discord.Client):
-    """The style-transfer bot. Services start in :meth:`setup_hook` and stop in :meth:`close`."""
+    """The style-transfer bot. Services start in :meth:`setup_hook` and stop in :meth:`close`.
+
+    This class holds one gateway connection; :class:`ShardedNSTBot` runs the same bot on
+    discord.py's AutoShardedClient.  :func:`create_bot` picks by ``[discord] shards``.
+    """
 
     store: JobStore
     blobs: BlobStore
@@ -61,18 +67,20 @@ class NSTBot(discord.Client):
     delivery: Delivery
     http_session: aiohttp.ClientSession
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, force_sync: bool = False) -> None:
         # The bot never joins voice; discord.py would otherwise warn at every start that it cannot.
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         intents = discord.Intents.none()
         intents.guilds = True
         super().__init__(
             intents=intents,
+            **shard_options(config.discord),
             allowed_mentions=discord.AllowedMentions.none(),
             # Rate limits longer than this raise discord.RateLimited instead of sleeping (see bot.delivery).
             max_ratelimit_timeout=config.delivery.max_rate_limit_wait_s,
         )
         self.config = config
+        self.force_sync = force_sync
         self.tree = app_commands.CommandTree(self)
         self.tree.on_error = self._on_command_error
         self.presets = PresetCatalogue(config.presets.enabled, config.presets.extra)
@@ -104,22 +112,11 @@ class NSTBot(discord.Client):
             metrics=self.metrics,
         )
         self.add_dynamic_items(JobButton)
-        register(self.tree)
-        if config.discord.sync_commands:
-            await self._sync_commands()
+        register(self.tree, config)
+        if config.discord.sync_commands or self.force_sync:
+            await sync_if_changed(self.tree, self.store, guild_id=config.discord.dev_guild_id, force=self.force_sync)
         await self.runner.resume()
         self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
-
-    async def _sync_commands(self) -> None:
-        guild_id = self.config.discord.dev_guild_id
-        if guild_id:
-            guild = discord.Object(guild_id)
-            self.tree.copy_global_to(guild=guild)
-            synced = await self.tree.sync(guild=guild)
-            log.info("synced %d commands to the development server %s", len(synced), guild_id)
-        else:
-            synced = await self.tree.sync()
-            log.info("synced %d commands globally (Discord may take a while to show changes)", len(synced))
 
     async def _maintain(self) -> None:
         while True:
@@ -145,11 +142,19 @@ class NSTBot(discord.Client):
             await self._report_failure(interaction, exc)
 
     async def _on_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
-        await self._report_failure(interaction, error)
+        message = explain(error)
+        if message is None:
+            await self._report_failure(interaction, error)
+            return
+        log.info("command from user %s not run: %s", interaction.user.id, error)
+        await self._tell(interaction, message)
 
     async def _report_failure(self, interaction: discord.Interaction, error: Exception) -> None:
         log.error("unexpected error handling an interaction", exc_info=error)
-        message = "⚠️ Something went wrong on my side. Please try again in a moment."
+        await self._tell(interaction, INTERNAL_ERROR)
+
+    async def _tell(self, interaction: discord.Interaction, message: str) -> None:
+        """Answer ``interaction`` privately (or replace its deferred answer) with ``message``."""
         try:
             if interaction.response.is_done():
                 await interaction.edit_original_response(content=message)
@@ -158,11 +163,19 @@ class NSTBot(discord.Client):
         except discord.HTTPException:
             log.warning("could not tell user %s about the error", interaction.user.id)
 
+    def shard_connections(self) -> dict[int, bool]:
+        """Whether each gateway connection is open, by shard id (just 0 without sharding)."""
+        return {0: self.ws is not None and self.ws.open}
+
     def health(self) -> dict[str, bool]:
-        """The checks behind /healthz."""
-        gateway = self.is_ready() and not self.is_closed() and self.ws is not None and self.ws.open
+        """The checks behind /healthz: the gateway (every shard), each shard when sharded, and the pool."""
+        shards = self.shard_connections()
+        checks = {"gateway": self.is_ready() and not self.is_closed() and all(shards.values())}
+        if isinstance(self, discord.AutoShardedClient):
+            checks.update({f"shard_{shard_id}": connected for shard_id, connected in sorted(shards.items())})
         pool = getattr(self, "pool", None)
-        return {"gateway": bool(gateway), "pool": bool(pool is not None and pool.stats().alive)}
+        checks["pool"] = bool(pool is not None and pool.stats().alive)
+        return checks
 
     def refresh_metrics(self) -> None:
         pool = getattr(self, "pool", None)
@@ -195,3 +208,23 @@ class NSTBot(discord.Client):
         if store is not None:
             await store.close()
         log.info("stopped")
+
+
+class ShardedNSTBot(NSTBot, discord.AutoShardedClient):
+    """The bot on several gateway connections, one per shard (``[discord] shards = "auto"`` or a count)."""
+
+    def shard_connections(self) -> dict[int, bool]:
+        return {shard_id: not shard.is_closed() for shard_id, shard in self.shards.items()}
+
+
+def shard_options(config: DiscordConfig) -> dict[str, int | None]:
+    """The sharding arguments for the client: none, or a shard count (None: Discord's recommendation)."""
+    if config.shards == 0:
+        return {}
+    return {"shard_count": None if config.shards == "auto" else int(config.shards)}
+
+
+def create_bot(config: Config, *, force_sync: bool = False) -> NSTBot:
+    """The bot, sharded or not as ``[discord] shards`` says."""
+    cls = NSTBot if config.discord.shards == 0 else ShardedNSTBot
+    return cls(config, force_sync=force_sync)

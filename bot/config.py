@@ -87,6 +87,12 @@ def _host_name(value: str) -> str | None:
     )
 
 
+def _shards(value: int | str) -> str | None:
+    if value == "auto" or (isinstance(value, int) and value >= 0):
+        return None
+    return 'must be 0 (no sharding), "auto" (as many as Discord recommends) or a number of shards'
+
+
 def _checked(default: Any, check: Check | None = None, *, factory: bool = False) -> Any:
     """A dataclass field whose value the loader passes through ``check`` (which names the problem)."""
     metadata = {"check": check} if check else {}
@@ -103,6 +109,7 @@ class DiscordConfig:
     sync_commands: bool = True
     dev_guild_id: int = _checked(0, _non_negative)
     guild_allowlist: list[int] = _checked(list, _each(_positive), factory=True)
+    shards: int | str = _checked(0, _shards)
 
 
 @dataclass(frozen=True)
@@ -299,7 +306,11 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
             raise ConfigError(f"{key}: must be a table (got {value!r})")
         return {name: _coerce(item, item_kind, f"{key}.{name}") for name, item in value.items()}
     if origin in (typing.Union, types.UnionType):
-        raise TypeError(f"unsupported config type for {key}")
+        if set(typing.get_args(kind)) != {int, str}:
+            raise TypeError(f"unsupported config type for {key}")
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ConfigError(f"{key}: must be a whole number or a string (got {value!r})")
+        return value
     if kind is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: must be true or false (got {value!r})")

@@ -190,6 +190,15 @@ class StatusFigures:
     uptime_s: float
     version: str
     pool_alive: bool
+    shards: dict[int, bool] = field(default_factory=dict)
+
+
+def describe_shards(shards: dict[int, bool]) -> str:
+    """Each gateway connection's state: one line per shard, or one word without sharding."""
+    state = {True: "connected", False: "disconnected"}
+    if len(shards) == 1:
+        return state[next(iter(shards.values()))]
+    return "\n".join(f"shard {shard_id}: {state[connected]}" for shard_id, connected in sorted(shards.items()))
 
 
 def status_message(figures: StatusFigures) -> Outgoing:
@@ -213,6 +222,8 @@ def status_message(figures: StatusFigures) -> Outgoing:
         name="Jobs",
         value=f"{figures.completed} done · {figures.failed} failed · {figures.cancelled} cancelled",
     )
+    if figures.shards:
+        embed.add_field(name="Gateway", value=describe_shards(figures.shards))
     embed.add_field(name="Uptime", value=format_duration(figures.uptime_s))
     embed.add_field(name="Version", value=figures.version)
     if not figures.pool_alive:

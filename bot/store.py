@@ -49,6 +49,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     delivered_at REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_open ON jobs (delivery, state);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS guild_settings (
     guild_id INTEGER PRIMARY KEY,
     allowed_channels TEXT NOT NULL DEFAULT '[]',
@@ -235,6 +239,19 @@ class JobStore:
             if row["style_ref"].startswith(BLOB_PREFIX):
                 keys.add(row["style_ref"][len(BLOB_PREFIX) :])
         return keys
+
+    # Small facts about the bot itself (e.g. the hash of the last command sync)
+
+    async def get_meta(self, key: str) -> str | None:
+        rows = await self._query("SELECT value FROM meta WHERE key = ?", key)
+        return rows[0]["value"] if rows else None
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self._execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            key,
+            value,
+        )
 
     # Per-server settings
 

@@ -6,11 +6,12 @@ from discord import app_commands
 
 from bot.commands.settings import settings
 from bot.commands.status import nst
-from bot.commands.stylize import stylize
+from bot.commands.stylize import stylize_command
+from bot.config import Config
 
 
-def register(tree: app_commands.CommandTree) -> None:
-    """Add every command of the bot to ``tree``."""
-    tree.add_command(stylize)
+def register(tree: app_commands.CommandTree, config: Config) -> None:
+    """Add every command of the bot to ``tree``; some are shaped by ``config`` (the size range)."""
+    tree.add_command(stylize_command(config.limits))
     tree.add_command(nst)
     tree.add_command(settings)

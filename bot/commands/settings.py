@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal
 import discord
 from discord import app_commands
 
+from bot.commands.contexts import GROUP_CONTEXTS, GROUP_INSTALLS
 from bot.store import GuildSettings
 
 if TYPE_CHECKING:
@@ -23,7 +24,8 @@ AllowableChannel = discord.TextChannel | discord.VoiceChannel | discord.StageCha
 settings = app_commands.Group(
     name="nst-settings",
     description="Style transfer settings for this server",
-    guild_only=True,
+    allowed_contexts=GROUP_CONTEXTS,
+    allowed_installs=GROUP_INSTALLS,
     default_permissions=discord.Permissions(manage_guild=True),
 )
 
@@ -37,7 +39,7 @@ def describe(current: GuildSettings) -> str:
 
 async def _load(interaction: discord.Interaction) -> tuple[NSTBot, GuildSettings]:
     bot: NSTBot = interaction.client  # type: ignore[assignment]
-    assert interaction.guild_id is not None  # guild_only
+    assert interaction.guild_id is not None  # the group's contexts are servers only
     return bot, await bot.store.guild_settings(interaction.guild_id)
 
 

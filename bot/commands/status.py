@@ -9,12 +9,18 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 
+from bot.commands.contexts import GROUP_CONTEXTS, GROUP_INSTALLS
 from bot.render import StatusFigures, status_message
 
 if TYPE_CHECKING:
     from bot.app import NSTBot
 
-nst = app_commands.Group(name="nst", description="About the style transfer bot")
+nst = app_commands.Group(
+    name="nst",
+    description="About the style transfer bot",
+    allowed_contexts=GROUP_CONTEXTS,
+    allowed_installs=GROUP_INSTALLS,
+)
 
 
 def bot_version() -> str:
@@ -39,6 +45,7 @@ async def status(interaction: discord.Interaction) -> None:
         uptime_s=time.monotonic() - bot.started_at,
         version=bot_version(),
         pool_alive=stats.alive,
+        shards=bot.shard_connections(),
     )
     await interaction.response.send_message(embed=status_message(figures).embed, ephemeral=True)
 

@@ -97,7 +97,10 @@ class BotProcess:
     http_port: int
 
     @classmethod
-    async def start(cls, config_path: Path, fake: FakeDiscord, log_name: str = "bot.log") -> BotProcess:
+    async def start(
+        cls, config_path: Path, fake: FakeDiscord, log_name: str = "bot.log", args: tuple[str, ...] = ()
+    ) -> BotProcess:
+        """``python -m bot --config config_path *args``, logging to ``log_name`` beside the config."""
         log_path = config_path.parent / log_name
         env = dict(os.environ, DISCORD_TOKEN=fake.token, PYTHONUNBUFFERED="1")
         env.pop("DISCORD_TOKEN_FILE", None)
@@ -108,6 +111,7 @@ class BotProcess:
                 "bot",
                 "--config",
                 str(config_path),
+                *args,
                 cwd=REPO_ROOT,
                 env=env,
                 stdout=log,

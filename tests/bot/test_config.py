@@ -81,6 +81,10 @@ def test_example_loads_from_file_with_paths_relative_to_it():
         ({"presets": {"extra": {"mine": "/does/not/exist.jpg"}}}, "presets.extra.mine: file"),
         ({"logging": {"level": "LOUD"}}, "logging.level: must be one of"),
         ({"discord": {"token": "abc"}}, "discord.token: the token is never read from the config file"),
+        ({"discord": {"shards": "many"}}, 'discord.shards: must be 0 (no sharding), "auto"'),
+        ({"discord": {"shards": -2}}, 'discord.shards: must be 0 (no sharding), "auto"'),
+        ({"discord": {"shards": 1.5}}, "discord.shards: must be a whole number or a string"),
+        ({"delivery": {"max_rate_limit_wait_s": 5}}, "delivery.max_rate_limit_wait_s: must be at least 30"),
     ],
 )
 def test_bad_keys_and_values_are_named(raw, message):

@@ -6,6 +6,9 @@ process serves the module, and each test uses users of its own.
 
 from __future__ import annotations
 
+import asyncio
+
+import aiohttp
 import pytest
 import pytest_asyncio
 
@@ -20,7 +23,7 @@ from tests.bot.harness import (
     write_config,
 )
 from tests.fake_discord import FakeDiscord
-from tests.fake_discord.world import FORUM_CHANNEL, VOICE_CHANNEL
+from tests.fake_discord.world import CATEGORY_CHANNEL, FORUM_CHANNEL, VOICE_CHANNEL
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
@@ -85,3 +88,83 @@ async def test_threads_and_forum_posts_under_an_allowed_channel_are_allowed(worl
         assert "not enabled in this channel" in await refusal(refused)
     finally:
         await _settings(world, "all-channels")
+
+
+async def test_missing_bot_permissions_and_bad_option_values_get_their_own_message(world):
+    fake = world.fake
+    strict = fake.add_guild("No uploads")
+    for role in (strict.everyone, *strict.roles.values()):
+        role.permissions &= ~(1 << 15)  # Attach Files
+    interaction = await fake.invoke_command(
+        "stylize", {"content": world.images.content, "preset": "starry_night"}, user=world.user(), guild=strict
+    )
+    answer = await interaction.wait_original()
+    assert answer.ephemeral and "I need the Attach Files permission(s) in this channel" in answer.content
+    assert interaction.followups == []
+
+    category = fake.add_channel("Pictures", type=CATEGORY_CHANNEL)
+    handle = await fake.invoke_command(
+        "nst-settings", {"channel": category}, subcommand="allow-channel", user=fake.owner, validate=False
+    )
+    answer = await handle.wait_original()
+    assert answer.ephemeral and "#Pictures cannot be used for this option" in answer.content
+    assert "forum" in answer.content
+    assert "unexpected error" not in world.bot.log()
+
+
+async def test_a_restart_does_not_sync_unchanged_commands_and_sync_forces_it(tmp_path, images_dir):
+    async with FakeDiscord() as fake:
+        config = write_config(tmp_path, fake)
+        for number, args in enumerate(((), (), ("--sync",)), start=1):
+            bot = await BotProcess.start(config, fake, log_name=f"bot{number}.log", args=args)
+            try:
+                await bot.wait_ready(fake, identifies=number)
+                await fake.wait_for_command("stylize")
+                assert await bot.terminate() == 0, bot.log()[-3000:]
+            finally:
+                await bot.kill()
+        assert "commands unchanged since the last sync" in (tmp_path / "bot2.log").read_text()
+        assert len(fake.commands.syncs) == 2, "the first start and --sync register the commands; the second start not"
+
+
+async def test_a_sharded_bot_runs_a_connection_per_shard_and_reports_each(tmp_path, images_dir):
+    async with FakeDiscord() as fake:
+        while len({(guild_id >> 22) % 2 for guild_id in fake.world.guilds}) < 2:  # a server on each shard
+            await asyncio.sleep(0.002)  # the shard comes from the id's millisecond timestamp
+            fake.add_guild("Another server")
+        config = write_config(tmp_path, fake, {"discord": {"shards": 2}})
+        bot = await BotProcess.start(config, fake)
+        try:
+            await bot.wait_ready(fake)
+            await fake.wait_for(lambda: fake.gateway.connected and len(fake.gateway.shard_sessions) == 2, 60)
+            assert sorted(s.shard for s in fake.gateway.shard_sessions.values()) == [[0, 2], [1, 2]]
+            await fake.wait_for_command("stylize")
+            images = add_images(fake, images_dir)
+            one_per_shard = {(guild.id >> 22) % 2: guild for guild in fake.world.guilds.values()}
+            for guild in one_per_shard.values():
+                interaction = await fake.invoke_command(
+                    "stylize", {"content": images.content, "preset": "starry_night", "quality": "fast"},
+                    user=fake.add_user(f"member{guild.id}"), guild=guild,
+                )
+                await wait_title(fake, await accepted_status(interaction), DONE_TITLE)
+            status = await fake.invoke_command("nst", subcommand="status")
+            fields = {f["name"]: f["value"] for f in (await status.wait_original()).embeds[0]["fields"]}
+            assert fields["Gateway"] == "shard 0: connected\nshard 1: connected"
+            assert await _healthz_once_ready(bot) == {"gateway": True, "shard_0": True, "shard_1": True, "pool": True}
+            assert await bot.terminate() == 0, bot.log()[-3000:]
+        finally:
+            await bot.kill()
+        assert "Traceback" not in bot.log(), bot.log()[-5000:]
+
+
+async def _healthz_once_ready(bot: BotProcess, attempts: int = 60) -> dict:
+    """/healthz once it answers 200: discord.py calls a sharded client ready a moment after the last shard's
+    guilds arrived."""
+    async with aiohttp.ClientSession() as session:
+        for _ in range(attempts):
+            async with session.get(f"http://127.0.0.1:{bot.http_port}/healthz") as response:
+                checks = await response.json()
+                if response.status == 200:
+                    return checks
+            await asyncio.sleep(0.5)
+    raise AssertionError(f"/healthz never became healthy: {checks}")

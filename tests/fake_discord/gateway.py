@@ -100,23 +100,41 @@ class Gateway:
         self.url = ""
         self.resume_url = ""
         self.sessions: dict[str, GatewaySession] = {}
-        self.session: GatewaySession | None = None
+        # The current session of each shard (0 for an unsharded bot), and how many shards the bot said it runs.
+        self.shard_sessions: dict[int, GatewaySession] = {}
+        self.shard_count = 1
+        self.recommended_shards = 1
         self.connections: list[GatewayConnection] = []
         self.identifies = 0
         self.resumes = 0
         self._down_until = 0.0
 
     @property
+    def session(self) -> GatewaySession | None:
+        """The current session of shard 0 (the only one of an unsharded bot)."""
+        return self.shard_sessions.get(0)
+
+    @property
     def connected(self) -> bool:
-        """Whether the current session has a live connection that received READY (or RESUMED) and its guilds."""
-        session = self.session
-        return session is not None and session.connection is not None and session.connection.sent_seq >= session.ready_seq
+        """Whether every shard's current session has a live connection that received READY (or RESUMED) and its
+        guilds."""
+        return len(self.shard_sessions) == self.shard_count and all(
+            session.connection is not None and session.connection.sent_seq >= session.ready_seq
+            for session in self.shard_sessions.values()
+        )
+
+    def shard_of(self, guild_id: int) -> int:
+        """The shard that receives a guild's events (Discord's formula)."""
+        return (guild_id >> 22) % self.shard_count
 
     def dispatch(self, event: str, data: dict) -> int:
-        """Queue an event on the current session (sent now, or replayed after a resume); returns its seq."""
-        if self.session is None:
+        """Queue an event on the session of the shard it belongs to (by guild; shard 0 otherwise), sent now or
+        replayed after a resume; returns its seq."""
+        guild_id = data.get("guild_id") or (data.get("id") if event.startswith("GUILD_") else None)
+        session = self.shard_sessions.get(self.shard_of(int(guild_id)) if guild_id else 0)
+        if session is None:
             raise NotConnected(f"no bot has identified on the fake gateway; cannot dispatch {event}")
-        return self.session.append(event, data)
+        return session.append(event, data)
 
     async def disconnect(self, code: int = 4000, *, resume: bool = True, down_for: float = 0.0) -> None:
         """Close the bot's socket from the server side. ``resume=False`` invalidates the session so the
@@ -214,15 +232,23 @@ class Gateway:
             log.error("bot asked for privileged intents %s, which this fake application has not enabled", privileged)
             await connection.ws.close(code=4014, message=b"Disallowed intent(s).")
             return False
-        session = GatewaySession(new_token("session"), intents, data.get("shard"))
-        session.append("READY", self._ready_payload(session))
-        for guild in self.world.guilds.values():
+        shard = data.get("shard")
+        if shard is not None and not (isinstance(shard, list) and len(shard) == 2 and 0 <= shard[0] < shard[1]):
+            await connection.ws.close(code=4010, message=b"Invalid shard.")
+            return False
+        shard_id, self.shard_count = shard if shard is not None else (0, 1)
+        session = GatewaySession(new_token("session"), intents, shard)
+        guilds = [guild for guild in self.world.guilds.values() if self.shard_of(guild.id) == shard_id]
+        session.append("READY", self._ready_payload(session, guilds))
+        for guild in guilds:
             session.append("GUILD_CREATE", guild.create_payload(self.world.members_of(guild)))
         session.ready_seq = session.seq
         self.sessions[session.id] = session
-        if self.session is not None and self.session.connection is not None:
-            self._detach(self.session)
-        self.session = session
+        previous = self.shard_sessions.get(shard_id)
+        if previous is not None and previous.connection is not None:
+            self._detach(previous)
+        self.shard_sessions = {i: s for i, s in self.shard_sessions.items() if i < self.shard_count}
+        self.shard_sessions[shard_id] = session
         self.identifies += 1
         connection.kind = "identify"
         self._attach(session, connection, cursor=1)
@@ -290,12 +316,12 @@ class Gateway:
             chunk["nonce"] = data["nonce"]
         session.append("GUILD_MEMBERS_CHUNK", chunk)
 
-    def _ready_payload(self, session: GatewaySession) -> dict:
+    def _ready_payload(self, session: GatewaySession, guilds: list) -> dict:
         user = self.world.bot.payload() | {"verified": True, "mfa_enabled": False, "email": None}
         payload = {
             "v": 10,
             "user": user,
-            "guilds": [{"id": str(guild_id), "unavailable": True} for guild_id in self.world.guilds],
+            "guilds": [{"id": str(guild.id), "unavailable": True} for guild in guilds],
             "session_id": session.id,
             "session_type": "normal",
             "resume_gateway_url": self.resume_url,

@@ -153,6 +153,7 @@ class InteractionFactory:
                 channel: FakeChannel, subcommand: str | None, locale: str, validate: bool,
                 focused: str | None = None) -> FakeInteraction:
         """A slash command (type 2) or, with ``focused``, an autocomplete request (type 4) for it."""
+        self._check_context(command, guild)
         if guild is not None:
             self._check_permitted(command, user, guild)
         kind = AUTOCOMPLETE if focused else APPLICATION_COMMAND
@@ -188,6 +189,17 @@ class InteractionFactory:
         return FakeInteraction(interaction_id=self.world.ids.next(), type=kind, name=name, user=user,
                                guild_id=guild.id if guild else None, channel_id=channel.id, changes=self.changes,
                                message=message)
+
+    def _check_context(self, command: dict, guild: FakeGuild | None) -> None:
+        """Discord offers a command only in its ``contexts`` (0 guild, 1 bot DM, 2 private channel), and a
+        guild-installed command only in guilds."""
+        context = 0 if guild is not None else 1
+        contexts = command.get("contexts")
+        if contexts is not None and context not in contexts:
+            raise CommandNotPermitted(f"/{command['name']} is registered for contexts {contexts}, not {context}; "
+                                      "Discord would not show it here")
+        if command.get("dm_permission") is False and guild is None and contexts is None:
+            raise CommandNotPermitted(f"/{command['name']} has dm_permission false; Discord would not show it in DMs")
 
     def _check_permitted(self, command: dict, user: FakeUser, guild: FakeGuild) -> None:
         required = command.get("default_member_permissions")

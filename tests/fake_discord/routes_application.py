@@ -52,7 +52,8 @@ class ApplicationRoutes:
     async def gateway_bot(self, request: RestRequest) -> web.Response:
         limit = {"total": 1000, "remaining": 1000 - self.fake.gateway.identifies, "reset_after": 86_400_000,
                  "max_concurrency": 1}
-        return json_response({"url": self.fake.gateway_url, "shards": 1, "session_start_limit": limit})
+        return json_response({"url": self.fake.gateway_url, "shards": self.fake.gateway.recommended_shards,
+                              "session_start_limit": limit})
 
     async def application(self, request: RestRequest) -> web.Response:
         return json_response(self.fake.world.application_payload())
