@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ast
 import fnmatch
-import importlib
 import json
+import os
 import re
 import shlex
 import shutil
@@ -200,7 +200,7 @@ def test_build_context_allows_everything_the_dockerfile_copies() -> None:
         assert excluded(private), f"{private} should stay out of the build context"
 
 
-def test_weights_check_loads_the_offline_caffe_weights_with_the_engine_loader() -> None:
+def test_weights_check_loads_the_offline_caffe_weights_with_the_engine_loader(tmp_path: Path) -> None:
     (code,) = [c for i in instructions("RUN") for c in python_one_liners(i.arguments) if "load_vgg19" in c]
     tree = ast.parse(code)
     imports = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "nst_engine.vgg"]
@@ -211,7 +211,13 @@ def test_weights_check_loads_the_offline_caffe_weights_with_the_engine_loader() 
     assert len(calls) == 1
     arguments = [a.value for a in calls[0].args if isinstance(a, ast.Constant)]
     assert arguments in ([], ["caffe"]) and len(arguments) == len(calls[0].args) and not calls[0].keywords
-    assert callable(importlib.import_module("nst_engine.vgg").load_vgg19)
+    # Run the image's check itself, on this checkout (run from the repository root, so its modules come first);
+    # offline, as in the build: a download would need a network the build does not promise.
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("HTTP", "HTTPS", "http"))}
+    env.update(HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", TORCH_HOME=str(tmp_path))
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
 
 
 def test_runs_the_bot_console_script_as_a_non_root_user() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 import pytest_asyncio
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.badinputs import bad_input
 from tests.bot.harness import (
@@ -234,13 +235,34 @@ async def test_a_job_outliving_its_token_is_posted_to_the_channel_with_a_mention
         )
     finally:
         fake.token_ttl = 15 * 60.0
-    assert delivered.attachments[0].image().size
+    assert max(delivered.attachments[0].image().size) == 32, "the fast preset's image"
     assert finals_for(fake, job_prefix(waiting)) == [delivered]
     assert title(waiting) != DONE_TITLE
 
 
+async def scrape(world: World) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The bot's /metrics: each sample's value by its name and labels."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{world.bot.http_port}/metrics") as response:
+            assert response.status == 200
+            text = await response.text()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def growth(before: dict, after: dict, name: str, **labels: str) -> float:
+    """How much one series grew between two scrapes (a series that did not exist yet counts as 0)."""
+    key = (name, tuple(sorted(labels.items())))
+    assert key in after, f"{name}{labels} is not exported"
+    return after[key] - before.get(key, 0.0)
+
+
 async def test_status_settings_health_and_metrics(world):
     fake = world.fake
+    metrics_before = await scrape(world)
     status = await fake.invoke_command("nst", subcommand="status", user=world.user())
     answer = await status.wait_original()
     fields = {field["name"]: field["value"] for field in answer.embeds[0]["fields"]}
@@ -279,10 +301,47 @@ async def test_status_settings_health_and_metrics(world):
         async with session.get(f"http://127.0.0.1:{world.bot.http_port}/healthz") as response:
             assert response.status == 200
             assert await response.json() == {"gateway": True, "pool": True}
-        async with session.get(f"http://127.0.0.1:{world.bot.http_port}/metrics") as response:
-            metrics = await response.text()
-    assert 'nst_jobs_total{outcome="finished"}' in metrics
-    assert 'nst_jobs_total{outcome="cancelled"}' in metrics
-    assert "nst_queue_length" in metrics and "nst_job_duration_seconds_bucket" in metrics
-    assert 'nst_device_memory_bytes{device="cpu",kind="total"}' in metrics
-    assert 'nst_refusals_total{reason="cooldown"}' in metrics
+    # What this test did, and nothing else (the other tests use other users and are over by now).
+    metrics = await scrape(world)
+    assert growth(metrics_before, metrics, "nst_jobs_total", outcome="finished") == 1
+    assert growth(metrics_before, metrics, "nst_job_duration_seconds_count") == 1
+    assert growth(metrics_before, metrics, "nst_refusals_total", reason="channel") == 1
+    assert growth(metrics_before, metrics, "nst_refusals_total", reason="guild") == 1
+    assert metrics[("nst_queue_length", ())] == 0
+    assert metrics[("nst_workers", (("device", "cpu"),))] == 1
+    assert metrics[("nst_pool_alive", ())] == 1
+    assert metrics[("nst_device_memory_bytes", (("device", "cpu"), ("kind", "total")))] > 0
+
+
+async def test_presets_and_the_settings_shown_listed_and_removed(world):
+    fake = world.fake
+    presets = await (await fake.invoke_command("nst", subcommand="presets", user=world.user())).wait_original()
+    assert presets.ephemeral
+    for line in ("`starry_night`: The Starry Night — Vincent van Gogh", "`the_scream`: The Scream — Edvard Munch",
+                 "`shipwreck`: The Shipwreck — J. M. W. Turner"):
+        assert line in presets.content, presets.content
+
+    admin = world.user(permissions=["manage_guild"])
+
+    async def settings(subcommand: str, options: dict | None = None) -> str:
+        invoked = await fake.invoke_command("nst-settings", options, subcommand=subcommand, user=admin)
+        answer = await invoked.wait_original()
+        assert answer.ephemeral
+        return answer.content
+
+    assert await settings("show") == "**Channels:** every channel\n**Highest quality:** high (no limit)"
+    kept, dropped = fake.add_channel("kept"), fake.add_channel("dropped")
+    await settings("allow-channel", {"channel": kept})
+    await settings("allow-channel", {"channel": dropped})
+    assert f"**Channels:** <#{kept.id}>, <#{dropped.id}>" in await settings("show")
+    removed = await settings("remove-channel", {"channel": dropped})
+    assert f"<#{dropped.id}> is no longer on the list." in removed
+    assert await settings("show") == f"**Channels:** <#{kept.id}>\n**Highest quality:** high (no limit)"
+    try:
+        there = await fake.invoke_command(
+            "stylize", {"content": world.images.content, "preset": "starry_night"}, user=world.user(), channel=dropped
+        )
+        assert f"not enabled in this channel. Try <#{kept.id}>." in await refusal(there)
+    finally:
+        await settings("all-channels")
+    assert await settings("show") == "**Channels:** every channel\n**Highest quality:** high (no limit)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -101,3 +102,35 @@ def test_usage_error_exits_2(capsys):
         main(["stylize", "--content", "a.png"])
     assert exit_info.value.code == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_torchvision_weights_are_read_from_torch_s_cache_without_a_download(images, tmp_path):
+    """`--weights torchvision` with the file already in torch's cache: loaded from there, no network needed."""
+    import torch
+    from torchvision.models import vgg19
+
+    from nst_engine.vgg import TORCHVISION_URL
+
+    torch.manual_seed(0)
+    features = vgg19(weights=None).features
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save({f"features.{key}": value for key, value in features.state_dict().items()},
+               cache / TORCHVISION_URL.rsplit("/", 1)[1])
+    # Any download would go through a proxy that is not there, and fail.
+    offline = {"TORCH_HOME": str(tmp_path / "torch"), "HTTPS_PROXY": "http://127.0.0.1:9",
+               "HTTP_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+    command = [
+        sys.executable, "-m", "nst_engine", "stylize", "--weights", "torchvision",
+        "--content", str(images / "content.png"), "--style", str(images / "style.png"),
+        "--out", str(tmp_path / "out.png"), "--size", "32", "--steps", "2", "--device", "cpu", "--json",
+    ]  # fmt: skip
+    env = {**os.environ, **offline}
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, env=env)
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout)["weights"] == "torchvision"
+
+    # The same command without the cached file needs the network, which this test does not have.
+    env["TORCH_HOME"] = str(tmp_path / "empty")
+    uncached = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, env=env)
+    assert uncached.returncode != 0 and "Could not download torchvision's VGG19 weights" in uncached.stderr

@@ -121,23 +121,29 @@ def test_histogram_mode_runs_and_moves_colours_towards_content(tiny_request, con
 
 
 @pytest.mark.parametrize(
-    "settings",
+    ("settings", "baseline"),
     [
-        {"optimizer": "adam"},
-        {"init": "style"},
-        {"init": "noise", "optimizer": "adam"},
-        {"pooling": "avg"},
-        {"style_scale": 2.0},
-        {"tv_weight": 10.0},
-        {"content_layers": ("relu3_1", "conv4_2"), "style_layers": ("conv1_1", "relu2_2")},
+        ({"optimizer": "adam"}, {}),
+        ({"init": "style"}, {}),
+        ({"init": "noise", "optimizer": "adam"}, {"init": "noise"}),
+        ({"pooling": "avg"}, {}),
+        ({"style_scale": 2.0}, {}),
+        ({"tv_weight": 10.0}, {}),
+        ({"content_layers": ("relu3_1", "conv4_2"), "style_layers": ("conv1_1", "relu2_2")}, {}),
     ],
-    ids=lambda settings: ",".join(f"{k}={v}" for k, v in settings.items()),
+    ids=lambda settings: ",".join(f"{k}={v}" for k, v in settings.items()) or "default",
 )
-def test_settings_run(tiny_request, settings):
+def test_each_setting_runs_and_changes_the_result(tiny_request, settings, baseline):
     result = stylize(tiny_request(steps=3, **settings), device="cpu")
     assert result.evaluations == 3
     assert result.image.shape == (36, 48, 3)
     assert np.isfinite(result.losses.final.total)
+    # The same request without the setting (same seed): a setting that were ignored would give this image.
+    without = stylize(tiny_request(steps=3, **baseline), device="cpu")
+    assert not np.array_equal(result.image, without.image), f"{settings} made no difference"
+    assert result.losses.initial != without.losses.initial or result.losses.final != without.losses.final
+    if settings.get("init") == "style":
+        assert result.losses.initial.content > 0, "starting from the style image, the content loss cannot be 0"
     if settings.get("tv_weight"):
         assert result.losses.final.tv > 0
 

@@ -239,14 +239,29 @@ def heap_bytes(pid: int) -> int:
     raise AssertionError(f"no VmData for process {pid}")
 
 
-async def test_stats_describe_the_pool(pool: Pool) -> None:
-    stats = pool.stats()
-    assert stats.alive
-    assert stats.workers_by_device == {"cpu": 2}
-    assert stats.running_by_device == {"cpu": 0}
-    used, total = stats.memory["cpu"]
+async def test_stats_describe_the_pool_and_count_each_outcome(pool: Pool) -> None:
+    before = pool.stats()
+    assert before.alive
+    assert before.workers_by_device == {"cpu": 2}
+    assert before.running_by_device == {"cpu": 0}
+    used, total = before.memory["cpu"]
     assert 0 < used < total
-    assert stats.completed >= 1 and stats.failed >= 0 and stats.cancelled >= 0
+
+    running = pool.submit(endless_request(), owner="stats")
+    await first_progress(running)
+    assert pool.stats().running_by_device == {"cpu": 1}
+    running.cancel()
+    assert await settled(running) == "cancelled"
+    assert await settled(pool.submit(tiny_request(), owner="stats")) == "done"
+    assert await settled(pool.submit(tiny_request(content=b"not an image"), owner="stats")) == "failed"
+
+    after = pool.stats()
+    assert (after.completed, after.failed, after.cancelled) == (
+        before.completed + 1,
+        before.failed + 1,
+        before.cancelled + 1,
+    )
+    assert after.running_by_device == {"cpu": 0}
 
 
 async def test_a_request_with_an_unknown_layer_fails_with_the_engine_s_message(pool: Pool) -> None:
