@@ -45,6 +45,7 @@ from tests.reliability.support import rss_bytes, unexpected_tracebacks
 IMAGES = Path(__file__).resolve().parent.parent.parent / "shared" / "images"
 ACK_DEADLINE_S = 3.0
 UNKNOWN_INTERACTION = 10062
+DEFERRED = 5  # the interaction callback type of a deferred answer
 LOADING = 1 << 7
 # How a refusal's text maps to its reason; checked in order.
 REFUSAL_REASONS = (
@@ -73,6 +74,9 @@ class LoadSettings:
     bad_every: int = 20
     seed: int = 1
     timeout_s: float = 600.0
+    ack_deadline_s: float | None = ACK_DEADLINE_S
+    """Discord's acknowledgement deadline, enforced by the fake; None (for tests on a shared machine) enforces
+    only that every interaction is deferred before anything else."""
 
 
 @dataclass
@@ -139,7 +143,9 @@ class LoadReport:
         if self.duplicated:
             problems.append(f"{self.duplicated} interactions got more than one final answer")
         if self.late_acks:
-            problems.append(f"{self.late_acks} interactions were not acknowledged within {ACK_DEADLINE_S:g} s")
+            deadline = settings.ack_deadline_s
+            within = f"within {deadline:g} s" if deadline is not None else "first"
+            problems.append(f"{self.late_acks} interactions were not deferred {within}")
         if self.user_peak > settings.jobs_per_user:
             problems.append(f"a user had {self.user_peak} jobs at once (limit {settings.jobs_per_user})")
         if self.queue_peak > settings.queue_size:
@@ -175,7 +181,7 @@ class LoadReport:
             f"outcomes          {kinds}",
             f"lost              {self.lost}",
             f"final answers     {'exactly one each' if not self.duplicated else f'{self.duplicated} duplicated'}",
-            f"time to ack       {spread(acks)}; later than {ACK_DEADLINE_S:g} s: {self.late_acks}",
+            f"time to ack       {spread(acks)}; later than {ACK_DEADLINE_S:g} s: {sum(a > ACK_DEADLINE_S for a in acks)}",
             f"time to result    {spread(results)} ({len(results)} images)",
             f"time to refusal   {spread(refusals)} ({len(refusals)} refusals)",
             (
@@ -267,11 +273,12 @@ def is_broken(index: int, settings: LoadSettings) -> bool:
     return (index + 1) % settings.bad_every == 0
 
 
-def outcome_of(fake: FakeDiscord, interaction: FakeInteraction, user: int) -> Outcome:
+def outcome_of(fake: FakeDiscord, interaction: FakeInteraction, user: int, settings: LoadSettings) -> Outcome:
     """Classify an interaction's answer so far; kind "lost" while it has none."""
     rejected = any(r.code == UNKNOWN_INTERACTION for r in interaction.rejections)
     ack = interaction.ack_latency
-    late = rejected or ack is None or ack > ACK_DEADLINE_S
+    deadline = settings.ack_deadline_s
+    late = rejected or ack is None or interaction.ack_type != DEFERRED or (deadline is not None and ack > deadline)
     outcome = Outcome(user=user, kind="lost", finals=0, ack_s=ack, late_ack=late)
     original = interaction.original
     if original is None or original.loading:
@@ -320,7 +327,7 @@ async def sample_queue(port: int, peak: list[int], stop: asyncio.Event) -> None:
 async def run_load(settings: LoadSettings, folder: Path, images_dir: Path = IMAGES) -> LoadReport:
     """Start the bot, send the load in bursts, wait (bounded) for every answer, stop the bot; the report."""
     started = time.monotonic()
-    async with FakeDiscord() as fake:
+    async with FakeDiscord(ack_deadline=settings.ack_deadline_s) as fake:
         config = write_config(folder, fake, bot_overrides(settings))
         bot = await BotProcess.start(config, fake)
         try:
@@ -366,7 +373,7 @@ async def run_load(settings: LoadSettings, folder: Path, images_dir: Path = IMAG
                 await fake.wait_for(lambda: all(answered(h) for h, _ in sent), remaining, "every answer")
             stop.set()
             await sampler
-            outcomes = [outcome_of(fake, handle, user) for handle, user in sent]
+            outcomes = [outcome_of(fake, handle, user, settings) for handle, user in sent]
             for index, outcome in enumerate(outcomes):
                 outcome.broken = is_broken(index, settings)
             rss_after = rss_bytes(bot.process.pid)

@@ -20,6 +20,7 @@ from tests.bot.harness import (
     Images,
     accepted_status,
     add_images,
+    bot_fake_discord,
     finals_for,
     job_prefix,
     refusal,
@@ -51,7 +52,7 @@ class World:
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def world(tmp_path_factory, images_dir):
     folder = tmp_path_factory.mktemp("bot")
-    async with FakeDiscord() as fake:
+    async with bot_fake_discord() as fake:
         config = write_config(
             folder,
             fake,

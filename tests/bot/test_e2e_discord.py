@@ -18,6 +18,7 @@ from tests.bot.harness import (
     Images,
     accepted_status,
     add_images,
+    bot_fake_discord,
     refusal,
     wait_title,
     write_config,
@@ -43,7 +44,7 @@ class World:
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def world(tmp_path_factory, images_dir):
     folder = tmp_path_factory.mktemp("bot")
-    async with FakeDiscord() as fake:
+    async with bot_fake_discord() as fake:
         config = write_config(folder, fake, {"limits": {"max_jobs_per_user": 3}})
         bot = await BotProcess.start(config, fake)
         try:

@@ -13,6 +13,7 @@ from tests.bot.harness import (
     BotProcess,
     accepted_status,
     add_images,
+    bot_fake_discord,
     finals_for,
     job_prefix,
     refusal,
@@ -21,7 +22,6 @@ from tests.bot.harness import (
     wait_title,
     write_config,
 )
-from tests.fake_discord import FakeDiscord
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ PAUSED_TITLE = "⏸️ Paused"
 
 
 async def test_jobs_and_buttons_survive_sigterm_and_sigkill(tmp_path, images_dir):
-    async with FakeDiscord() as fake:
+    async with bot_fake_discord() as fake:
         config = write_config(
             tmp_path,
             fake,

@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.bot.harness import BotProcess, Images, add_images, write_config
+from tests.bot.harness import BotProcess, Images, add_images, bot_fake_discord, write_config
 from tests.fake_discord import FakeDiscord, FakeUser
 
 FAILED_TITLE = "❌ Failed"
@@ -65,7 +65,7 @@ async def running_bot(
     folder: Path, images_dir: Path, overrides: dict[str, dict[str, Any]] | None = None
 ) -> AsyncIterator[BotWorld]:
     """Start ``python -m bot`` on a fresh fake Discord; on exit SIGTERM it and check it stopped cleanly."""
-    async with FakeDiscord() as fake:
+    async with bot_fake_discord() as fake:
         config = write_config(folder, fake, overrides)
         bot = await BotProcess.start(config, fake)
         try:

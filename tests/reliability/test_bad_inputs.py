@@ -1,9 +1,10 @@
 """The bad-input corpus (tests/badinputs.py) against the bot: each file processed or refused clearly, in bounded time.
 
-Every case goes through the bot's own attachment path (metadata check, download from the
-fake CDN, full decode under the pixel cap) in this process; a representative subset goes
-through the real bot end to end, after which the same worker is still alive and a normal
-job still works.
+Every case is uploaded to the real bot (``python -m bot``) as a /stylize content image: the
+bot's own intake checks what Discord says, downloads from the fake CDN and decodes under the
+pixel cap, then refuses with a message for a person or accepts, and an accepted job ends with
+an image or a clear failure. A representative subset is also checked word for word, after
+which the same worker is still alive and a normal job still works.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import pytest_asyncio
 
 from bot.config import Config, parse_config
 from bot.downloads import DownloadError, fetch
-from bot.validation import AttachmentInfo, Rejection, check_attachment, check_image, download_failed
 from tests.badinputs import CORPUS_MAX_PIXELS, BadInput, bad_input, bad_inputs
 from tests.bot.harness import (
     DONE_TITLE,
@@ -41,6 +41,8 @@ CASE_TIMEOUT_S = 20.0
 CODE_WORDS = re.compile(r"Traceback|\b\w+(Error|Exception)\b|errno|PIL\b|\bNone\b")
 
 CORPUS = bad_inputs()
+# Uploads sent together to the bot by the corpus test.
+BURST = 10
 
 
 def refused_expected(case: BadInput) -> bool:
@@ -74,47 +76,6 @@ async def cdn():
         yield fake, session
 
 
-async def intake(session: aiohttp.ClientSession, info: AttachmentInfo, config: Config) -> str | None:
-    """The bot's path for one attachment, in its order: metadata, download, decode. The refusal, or None."""
-    try:
-        check_attachment(info, "content", config)
-        try:
-            data = await fetch(session, info.url, declared_size=info.size, limits=config.downloads)
-        except DownloadError as exc:
-            raise download_failed("content", info.filename, exc) from None
-        await asyncio.to_thread(check_image, data, "content", info.filename, config)
-    except Rejection as exc:
-        return str(exc)
-    return None
-
-
-def attachment_info(payload: dict) -> AttachmentInfo:
-    return AttachmentInfo(
-        filename=payload["filename"],
-        url=payload["url"],
-        size=payload["size"],
-        content_type=payload["content_type"],
-        width=payload.get("width"),
-        height=payload.get("height"),
-    )
-
-
-@pytest.mark.parametrize("case", CORPUS, ids=[case.name for case in CORPUS])
-async def test_each_corpus_file_is_accepted_or_refused_with_a_clear_message(cdn, config, case):
-    fake, session = cdn
-    # No width/height from Discord: the download and the decode must stand on their own.
-    payload = fake.add_attachment(case.data, case.filename, case.content_type, declared_size=case.declared_size)
-    async with asyncio.timeout(CASE_TIMEOUT_S):
-        message = await intake(session, attachment_info(payload), config)
-    if not refused_expected(case):
-        assert message is None, f"{case.name} should be processed, but was refused: {message}"
-        return
-    assert message is not None, f"{case.name} should be refused, but was accepted"
-    assert_human(message, case.filename)
-    if case.content_type not in config.downloads.content_types or not case.data:
-        assert fake.cdn.hits(payload) == 0, "a file refused on what Discord says must not be downloaded"
-
-
 @pytest.mark.parametrize("streamed", [False, True], ids=["content-length", "chunked"])
 async def test_a_body_larger_than_its_declared_size_is_refused_by_the_downloader(cdn, config, streamed):
     fake, session = cdn
@@ -124,18 +85,6 @@ async def test_a_body_larger_than_its_declared_size_is_refused_by_the_downloader
     with pytest.raises(DownloadError, match="larger than Discord said"):
         async with asyncio.timeout(CASE_TIMEOUT_S):
             await fetch(session, payload["url"], declared_size=payload["size"], limits=config.downloads)
-
-
-@pytest.mark.parametrize("name", ["png_bomb_10000", "jpeg_huge_header"])
-async def test_dimensions_discord_reports_refuse_a_huge_image_before_downloading(cdn, config, name):
-    fake, session = cdn
-    case = bad_input(name)
-    assert case.size is not None
-    width, height = case.size
-    payload = fake.add_attachment(case.data, case.filename, case.content_type, width=width, height=height)
-    message = await intake(session, attachment_info(payload), config)
-    assert message is not None and "megapixels" in message
-    assert fake.cdn.hits(payload) == 0
 
 
 # --- end to end, through the real bot -------------------------------------------------------------------------
@@ -166,9 +115,60 @@ FAILED_END_TO_END = {"png_aspect_16": "short side needs at least 16 px"}
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def world(tmp_path_factory, images_dir):
-    overrides = {"limits": {"queue_size": 16}, "downloads": {"max_pixels": CORPUS_MAX_PIXELS}}
+    overrides = {"limits": {"queue_size": 64}, "downloads": {"max_pixels": CORPUS_MAX_PIXELS}}
     async with running_bot(tmp_path_factory.mktemp("bad-inputs"), images_dir, overrides) as world:
         yield world
+
+
+@pytest.mark.slow
+async def test_each_corpus_file_sent_to_the_bot_is_refused_clearly_or_ends_in_an_image_or_a_clear_failure(world):
+    fake = world.fake
+    content_types = parse_config({}).downloads.content_types
+    uploads = {
+        case.name: fake.add_attachment(case.data, case.filename, case.content_type, declared_size=case.declared_size)
+        for case in CORPUS
+    }
+    interactions = {}
+    # In bursts, so the cases do not all download and decode at once on a small machine.
+    for start in range(0, len(CORPUS), BURST):
+        burst = CORPUS[start : start + BURST]
+        handles = await asyncio.gather(*(
+            stylize(fake, world.user(), content=uploads[case.name], preset="starry_night", quality="fast")
+            for case in burst
+        ))
+        interactions.update(zip((case.name for case in burst), handles, strict=True))
+
+    for case in CORPUS:
+        interaction, upload = interactions[case.name], uploads[case.name]
+        assert interaction.ack_type == 5 and interaction.rejections == [], case.name
+        if refused_expected(case):
+            message = await refusal(interaction, timeout=CASE_TIMEOUT_S)
+            assert_human(message, case.filename)
+            if case.content_type not in content_types or not case.data:
+                assert fake.cdn.hits(upload) == 0, f"{case.name}: refused on what Discord says, yet downloaded"
+            continue
+        status = await accepted_status(interaction, timeout=CASE_TIMEOUT_S)
+        await wait_title(fake, status, FINAL_TITLES, timeout=120)
+        assert finals_for(fake, job_prefix(status)) == [status]
+        if title(status) == DONE_TITLE:
+            assert max(status.attachments[0].image().size) == 32, case.name
+        else:
+            assert title(status) == FAILED_TITLE, f"{case.name}: {status.text}"
+            assert not CODE_WORDS.search(status.text), f"{case.name}: not a message for a person: {status.text}"
+    assert await world.health() == (200, {"gateway": True, "pool": True})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["png_bomb_10000", "jpeg_huge_header"])
+async def test_dimensions_discord_reports_refuse_a_huge_image_before_downloading(world, name):
+    fake = world.fake
+    case = bad_input(name)
+    assert case.size is not None
+    width, height = case.size
+    upload = fake.add_attachment(case.data, case.filename, case.content_type, width=width, height=height)
+    message = await refusal(await stylize(fake, world.user(), content=upload, preset="starry_night", quality="fast"))
+    assert "megapixels" in message, message
+    assert fake.cdn.hits(upload) == 0
 
 
 @pytest.mark.slow

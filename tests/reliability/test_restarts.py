@@ -15,6 +15,7 @@ from tests.bot.harness import (
     BotProcess,
     accepted_status,
     add_images,
+    bot_fake_discord,
     finals_for,
     job_prefix,
     stylize,
@@ -22,7 +23,7 @@ from tests.bot.harness import (
     wait_title,
     write_config,
 )
-from tests.fake_discord import FakeDiscord, FakeMessage
+from tests.fake_discord import FakeMessage
 from tests.reliability.support import RUNNING_TITLE, unexpected_tracebacks, wait_process_exit, worker_pids
 
 pytestmark = pytest.mark.slow
@@ -49,7 +50,7 @@ async def kill_bot(bot: BotProcess) -> None:
 
 
 async def test_jobs_survive_two_sigkills_and_each_is_delivered_exactly_once(tmp_path, images_dir):
-    async with FakeDiscord() as fake:
+    async with bot_fake_discord() as fake:
         config = write_config(tmp_path, fake, OVERRIDES)
         images = add_images(fake, images_dir)
         users = [fake.add_user(f"user{i}") for i in range(5)]
