@@ -20,7 +20,7 @@ import discord
 from bot.config import Config
 from bot.downloads import DownloadError, fetch
 from bot.jobs import BLOB_PREFIX, PRESET_PREFIX, JobParams, JobRecord, new_job_id
-from bot.runner import RESTARTING
+from bot.runner import RESTARTING, SourceMissing
 from bot.store import GuildSettings
 from bot.validation import (
     AttachmentInfo,
@@ -110,8 +110,13 @@ class Intake:
         content: discord.Attachment,
         style: discord.Attachment | None,
         received_at: float,
+        saved_style: str | None = None,
     ) -> None:
-        """Handle an acknowledged /stylize: check, download, store, queue, answer."""
+        """Handle an acknowledged /stylize (or menu command): check, download, store, queue, answer.
+
+        ``saved_style`` is the blob key of the style the user saved with "Use as style", used
+        when neither ``style`` nor a preset is given.
+        """
         try:
             settings = await self.gate(interaction)
             try:
@@ -133,11 +138,54 @@ class Intake:
                 except Rejection as exc:
                     raise Refusal(str(exc), "image") from None
             keys = [await asyncio.to_thread(self._bot.blobs.put_source, data) for data in datas]
-            style_ref = f"{BLOB_PREFIX}{keys[1]}" if style is not None else f"{PRESET_PREFIX}{params.preset}"
+            if style is not None:
+                style_ref = f"{BLOB_PREFIX}{keys[1]}"
+            elif params.preset is None and saved_style is not None:
+                style_ref = f"{BLOB_PREFIX}{saved_style}"
+            else:
+                style_ref = f"{PRESET_PREFIX}{params.preset}"
             record = self.new_record(interaction, params, keys[0], style_ref, received_at)
-            await self.accept(interaction, record, notes)
+            try:
+                await self.accept(interaction, record, notes)
+            except SourceMissing:
+                await self._bot.store.delete(record.id)
+                raise Refusal(
+                    'Your saved style is no longer stored. Right-click an image and pick "Use as style" again.',
+                    "expired",
+                ) from None
         except Refusal as exc:
             await self.refuse(interaction, exc)
+
+    async def remember_style(self, interaction: discord.Interaction, image: discord.Attachment) -> None:
+        """Handle an acknowledged "Use as style": check and keep ``image`` as the user's style, then confirm."""
+        try:
+            if interaction.guild_id is None or (
+                self._config.discord.guild_allowlist and interaction.guild_id not in self._config.discord.guild_allowlist
+            ):
+                raise Refusal("This bot is not enabled for this server.", "guild")
+            info = AttachmentInfo.from_discord(image)
+            try:
+                check_attachment(info, "style", self._config)
+            except Rejection as exc:
+                raise Refusal(str(exc), "attachment") from None
+            data = await self._download("style", info)
+            try:
+                await asyncio.to_thread(check_image, data, "style", info.filename, self._config)
+            except Rejection as exc:
+                raise Refusal(str(exc), "image") from None
+            key = await asyncio.to_thread(self._bot.blobs.put_source, data)
+            await self._bot.store.save_user_style(interaction.user.id, key, info.filename)
+        except Refusal as exc:
+            await self.refuse(interaction, exc)
+            return
+        try:
+            await interaction.edit_original_response(
+                content=f'🎨 `{info.filename}` is now your style. Right-click any picture and pick "Stylize with my '
+                'style" to use it.',
+                view=None,
+            )
+        except discord.HTTPException as exc:
+            log.warning("could not confirm the saved style to user %s: %s", interaction.user.id, exc)
 
     async def _download(self, role: str, info: AttachmentInfo) -> bytes:
         try:

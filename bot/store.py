@@ -49,6 +49,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     delivered_at REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_open ON jobs (delivery, state);
+CREATE TABLE IF NOT EXISTS user_styles (
+    user_id INTEGER PRIMARY KEY,
+    blob TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    saved_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -59,6 +65,14 @@ CREATE TABLE IF NOT EXISTS guild_settings (
     max_quality TEXT
 );
 """
+
+# Columns added after the first release, with their definitions: opening an older database adds them.
+_ADDED_COLUMNS: dict[str, dict[str, str]] = {
+    "guild_settings": {
+        "owner_only_buttons": "INTEGER NOT NULL DEFAULT 1",
+        "spoilers": "INTEGER NOT NULL DEFAULT 0",
+    },
+}
 
 # The table above has one column per JobRecord field, under the same name.
 _COLUMNS = [f.name for f in fields(JobRecord)]
@@ -71,6 +85,8 @@ class GuildSettings:
     guild_id: int
     allowed_channels: list[int] = field(default_factory=list)
     max_quality: str | None = None
+    owner_only_buttons: bool = True
+    spoilers: bool = False
 
 
 class JobStore:
@@ -92,6 +108,7 @@ class JobStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(_SCHEMA)
+            _add_missing_columns(db)
             return db
 
         connection = await asyncio.get_running_loop().run_in_executor(executor, connect)
@@ -231,9 +248,9 @@ class JobStore:
         return await self._call(run)
 
     async def referenced_blobs(self) -> set[str]:
-        """Blob keys any remaining job still needs (source images)."""
+        """Blob keys any remaining job, or any user's saved style, still needs (source images)."""
         rows = await self._query("SELECT content_blob, style_ref FROM jobs")
-        keys = set()
+        keys = {row["blob"] for row in await self._query("SELECT blob FROM user_styles")}
         for row in rows:
             keys.add(row["content_blob"])
             if row["style_ref"].startswith(BLOB_PREFIX):
@@ -260,17 +277,64 @@ class JobStore:
         if not rows:
             return GuildSettings(guild_id)
         row = rows[0]
-        return GuildSettings(guild_id, json.loads(row["allowed_channels"]), row["max_quality"])
+        return GuildSettings(
+            guild_id,
+            json.loads(row["allowed_channels"]),
+            row["max_quality"],
+            owner_only_buttons=bool(row["owner_only_buttons"]),
+            spoilers=bool(row["spoilers"]),
+        )
 
     async def save_guild_settings(self, settings: GuildSettings) -> None:
         await self._execute(
-            "INSERT INTO guild_settings (guild_id, allowed_channels, max_quality) VALUES (?, ?, ?) "
+            "INSERT INTO guild_settings (guild_id, allowed_channels, max_quality, owner_only_buttons, spoilers) "
+            "VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(guild_id) DO UPDATE SET allowed_channels = excluded.allowed_channels, "
-            "max_quality = excluded.max_quality",
+            "max_quality = excluded.max_quality, owner_only_buttons = excluded.owner_only_buttons, "
+            "spoilers = excluded.spoilers",
             settings.guild_id,
             json.dumps(settings.allowed_channels),
             settings.max_quality,
+            int(settings.owner_only_buttons),
+            int(settings.spoilers),
         )
+
+    # Per-user saved styles ("Use as style")
+
+    async def user_style(self, user_id: int) -> tuple[str, str] | None:
+        """The blob key and file name of the style ``user_id`` saved, if any."""
+        rows = await self._query("SELECT blob, filename FROM user_styles WHERE user_id = ?", user_id)
+        return (rows[0]["blob"], rows[0]["filename"]) if rows else None
+
+    async def save_user_style(self, user_id: int, blob: str, filename: str) -> None:
+        await self._execute(
+            "INSERT INTO user_styles (user_id, blob, filename, saved_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(user_id) DO UPDATE SET blob = excluded.blob, filename = excluded.filename, "
+            "saved_at = excluded.saved_at",
+            user_id,
+            blob,
+            filename,
+            time.time(),
+        )
+
+    async def jobs_of(self, user_id: int, guild_id: int | None, limit: int = 25) -> list[JobRecord]:
+        """``user_id``'s jobs in ``guild_id``, newest first."""
+        rows = await self._query(
+            "SELECT * FROM jobs WHERE user_id = ? AND guild_id IS ? ORDER BY created_at DESC LIMIT ?",
+            user_id,
+            guild_id,
+            limit,
+        )
+        return [_from_row(row) for row in rows]
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring a database made by an older version up to date (columns are only ever added)."""
+    for table, columns in _ADDED_COLUMNS.items():
+        present = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
+        for name, definition in columns.items():
+            if name not in present:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
 
 
 def _to_row(record: JobRecord) -> tuple[Any, ...]:

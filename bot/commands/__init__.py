@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from discord import app_commands
 
+from bot.commands.menus import MENUS
 from bot.commands.settings import settings
 from bot.commands.status import nst
 from bot.commands.stylize import stylize_command
@@ -15,3 +16,5 @@ def register(tree: app_commands.CommandTree, config: Config) -> None:
     tree.add_command(stylize_command(config.limits))
     tree.add_command(nst)
     tree.add_command(settings)
+    for menu in MENUS:
+        tree.add_command(menu)

@@ -169,3 +169,79 @@ async def _healthz_once_ready(bot: BotProcess, attempts: int = 60) -> dict:
                     return checks
             await asyncio.sleep(0.5)
     raise AssertionError(f"/healthz never became healthy: {checks}")
+
+
+MENUS = ("Use as style", "Stylize with my style", "Stylize with a preset…")
+
+
+async def _accepted_after_pick(interaction):
+    """The public status message of a job started from a picker (whose message turns into the confirmation)."""
+    confirmation = await interaction.wait_original(lambda m: "is queued" in m.content or "⚠️" in m.content, 30)
+    assert "is queued" in confirmation.content, confirmation.content
+    return await interaction.wait_followup(timeout=30)
+
+
+async def _picker(interaction) -> object:
+    """The private picker a menu command answered with."""
+    picker = await interaction.wait_original(lambda m: m.selects)
+    assert picker.ephemeral
+    return picker
+
+
+async def test_right_click_menus_are_message_commands_for_servers(world):
+    for name in MENUS:
+        command = world.fake.commands.find(name, None, command_type=3)
+        assert command is not None, f"{name} is not registered as a message command"
+        assert command["contexts"] == [0] and command["integration_types"] == [0]
+
+
+async def test_use_as_style_then_stylize_with_my_style_on_a_message_with_one_image(world):
+    fake = world.fake
+    user = world.user()
+    painting = fake.post_message("my painting", files=[world.images.style], user=fake.owner)
+    saved = await fake.invoke_message_command("Use as style", painting, user=user)
+    confirmation = await saved.wait_original()
+    assert confirmation.ephemeral and "starry_night.jpg` is now your style" in confirmation.content
+    assert saved.followups == [], "saving a style posts nothing public"
+
+    photo = fake.post_message("holiday", files=[world.images.content], user=fake.owner)
+    interaction = await fake.invoke_message_command("Stylize with my style", photo, user=user)
+    await interaction.wait_acknowledged()
+    assert interaction.ack_type == 5
+    status = await accepted_status(interaction)
+    await wait_title(fake, status, DONE_TITLE)
+    assert "style: your image" in status.text
+
+
+async def test_several_images_ask_which_and_no_saved_style_offers_presets(world):
+    fake = world.fake
+    user = world.user()
+    first = fake.add_attachment(fake.cdn.get(world.images.style).data, "first.jpg")
+    second = fake.add_attachment(fake.cdn.get(world.images.content).data, "second.png")
+    post = fake.post_message("two pictures", files=[first, second], user=fake.owner)
+
+    interaction = await fake.invoke_message_command("Stylize with my style", post, user=user)
+    picker = await _picker(interaction)
+    assert "no saved style yet" in picker.content and "2 images" in picker.content
+    assert [s["custom_id"] for s in picker.selects] == ["nst-pick:image", "nst-pick:preset"]
+    await (await fake.select(picker, ["1"], "nst-pick:image", user=user)).wait_acknowledged()
+    assert fake.cdn.hits(second) == 0, "nothing starts before every choice is made"
+    chosen = await fake.select(picker, ["the_scream"], "nst-pick:preset", user=user)
+    status = await _accepted_after_pick(chosen)
+    await wait_title(fake, status, DONE_TITLE)
+    assert "The Scream" in status.text
+    assert (fake.cdn.hits(second), fake.cdn.hits(first)) == (1, 0), "the picked image is the one repainted"
+
+    single = fake.post_message("one", files=[fake.add_attachment(fake.cdn.get(second).data, "one.png")])
+    interaction = await fake.invoke_message_command("Stylize with a preset…", single, user=world.user())
+    picker = await _picker(interaction)
+    assert [s["custom_id"] for s in picker.selects] == ["nst-pick:preset"]
+
+    keep = await fake.invoke_message_command("Use as style", post, user=user)
+    picker = await _picker(keep)
+    saved = await fake.select(picker, ["1"], user=user)
+    assert "`second.png` is now your style" in (await saved.wait_original(lambda m: "style" in m.content)).content
+
+    nothing = fake.post_message("no pictures here")
+    answer = await (await fake.invoke_message_command("Use as style", nothing, user=user)).wait_original()
+    assert answer.ephemeral and "has no image" in answer.content

@@ -157,3 +157,35 @@ async def test_guild_settings(store):
     assert await store.guild_settings(5) == GuildSettings(5, [10, 11], "fast")
     await store.save_guild_settings(GuildSettings(5, [], "balanced"))
     assert await store.guild_settings(5) == GuildSettings(5, [], "balanced")
+
+
+async def test_a_database_from_before_the_server_switches_gains_them_with_their_defaults(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as old:
+        old.execute(
+            "CREATE TABLE guild_settings (guild_id INTEGER PRIMARY KEY, allowed_channels TEXT NOT NULL DEFAULT '[]', "
+            "max_quality TEXT)"
+        )
+        old.execute("INSERT INTO guild_settings VALUES (7, '[1]', 'fast')")
+    store = await JobStore.open(path)
+    try:
+        settings = await store.guild_settings(7)
+        assert (settings.allowed_channels, settings.max_quality) == ([1], "fast")
+        assert (settings.owner_only_buttons, settings.spoilers) == (True, False)
+        settings.spoilers, settings.owner_only_buttons = True, False
+        await store.save_guild_settings(settings)
+        again = await store.guild_settings(7)
+        assert (again.owner_only_buttons, again.spoilers) == (False, True)
+    finally:
+        await store.close()
+
+
+async def test_a_saved_style_keeps_its_image_from_the_sweep(store):
+    assert await store.user_style(5) is None
+    await store.save_user_style(5, "s" * 64, "mine.png")
+    await store.save_user_style(5, "t" * 64, "better.png")
+    assert await store.user_style(5) == ("t" * 64, "better.png")
+    assert "t" * 64 in await store.referenced_blobs()
+    assert "s" * 64 not in await store.referenced_blobs()

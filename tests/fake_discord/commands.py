@@ -73,6 +73,7 @@ class CommandRegistry:
         stored = copy.deepcopy(definition)
         stored.setdefault("type", 1)
         stored.setdefault("options", [])
+        stored.setdefault("description", "")  # context-menu commands have none; Discord answers with ""
         permissions = stored.get("default_member_permissions")
         # Discord answers with permission bits as a string, whatever the client sent.
         stored["default_member_permissions"] = None if permissions is None else str(int(permissions))

@@ -19,6 +19,9 @@ from .world import FakeChannel, FakeGuild, FakeRole, FakeUser, World
 APPLICATION_COMMAND = 2
 MESSAGE_COMPONENT = 3
 AUTOCOMPLETE = 4
+MODAL_SUBMIT = 5
+MESSAGE_COMMAND = 3  # the command type of a message context-menu command
+TEXT_INPUT = 4
 
 OPTION_TYPES = {1: "subcommand", 2: "subcommand group", 3: "string", 4: "integer", 5: "boolean", 6: "user",
                 7: "channel", 8: "role", 9: "mentionable", 10: "number", 11: "attachment"}
@@ -168,6 +171,52 @@ class InteractionFactory:
         if command.get("guild_id"):
             data["guild_id"] = command["guild_id"]
         interaction.payload = self._payload(interaction, guild, channel, user, locale, data)
+        return interaction
+
+    def message_command(self, command: dict, target: FakeMessage, *, user: FakeUser, guild: FakeGuild | None,
+                        channel: FakeChannel, locale: str, bot_user: dict) -> FakeInteraction:
+        """A message context-menu command (command type 3) on ``target``, resolved as Discord sends it."""
+        self._check_context(command, guild)
+        if guild is not None:
+            self._check_permitted(command, user, guild)
+        interaction = self._new(APPLICATION_COMMAND, command["name"], user, guild, channel)
+        data: dict = {"id": command["id"], "name": command["name"], "type": MESSAGE_COMMAND,
+                      "target_id": str(target.id),
+                      "resolved": {"messages": {str(target.id): target.payload(bot_user)}}}
+        if command.get("guild_id"):
+            data["guild_id"] = command["guild_id"]
+        interaction.payload = self._payload(interaction, guild, channel, user, locale, data)
+        return interaction
+
+    def modal_submit(self, opened_by: FakeInteraction, values: dict[str, str], *, user: FakeUser,
+                     locale: str) -> FakeInteraction:
+        """The submission of the modal ``opened_by`` answered with; ``values`` by text input custom id.
+
+        Like Discord's client, it refuses a missing required value, a value outside the input's length limits,
+        and a custom id the modal does not have."""
+        modal = opened_by.modal
+        if modal is None:
+            raise InvalidInvocation(f"interaction {opened_by.id} did not answer with a modal")
+        inputs = {c["custom_id"]: c for c in _walk(modal.get("components", [])) if c.get("type") == TEXT_INPUT}
+        unknown = set(values) - set(inputs)
+        if unknown:
+            raise InvalidInvocation(f"the modal has no text inputs {sorted(unknown)}; it has {sorted(inputs)}")
+        for custom_id, text_input in inputs.items():
+            value = values.get(custom_id, text_input.get("value") or "")
+            if not value and text_input.get("required", True):
+                raise InvalidInvocation(f"text input {custom_id!r} is required")
+            if value and not text_input.get("min_length", 0) <= len(value) <= text_input.get("max_length", 4000):
+                raise InvalidInvocation(f"text input {custom_id!r} must be {text_input.get('min_length', 0)}-"
+                                        f"{text_input.get('max_length', 4000)} characters long; got {value!r}")
+        guild = self.world.guilds.get(opened_by.guild_id) if opened_by.guild_id else None
+        channel = self.world.channel_by_id(opened_by.channel_id)
+        assert channel is not None
+        interaction = self._new(MODAL_SUBMIT, modal["custom_id"], user, guild, channel, message=opened_by.message)
+        data = {"custom_id": modal["custom_id"],
+                "components": _submitted(modal.get("components", []), values, inputs)}
+        interaction.payload = self._payload(interaction, guild, channel, user, locale, data)
+        if opened_by.message is not None:
+            interaction.payload["message"] = opened_by.payload["message"]
         return interaction
 
     def component(self, message: FakeMessage, custom_id: str, component_type: int, values: list[str] | None,
@@ -342,3 +391,28 @@ def _descend(command: dict, subcommand: str | None) -> tuple[list[dict], Callabl
         return options
 
     return schema, wrap
+
+
+def _walk(components: list[dict]):
+    """Every component in a tree of action rows and labels."""
+    for component in components:
+        yield component
+        yield from _walk(component.get("components", []))
+        if "component" in component:
+            yield from _walk([component["component"]])
+
+
+def _submitted(components: list[dict], values: dict[str, str], inputs: dict[str, dict]) -> list[dict]:
+    """A modal's layout as Discord submits it: the same rows and labels, each text input with its value."""
+    out = []
+    for component in components:
+        if component.get("type") == TEXT_INPUT:
+            custom_id = component["custom_id"]
+            out.append({"type": TEXT_INPUT, "custom_id": custom_id,
+                        "value": values.get(custom_id, inputs[custom_id].get("value") or "")})
+        elif "component" in component:
+            out.append({"type": component["type"], "id": component.get("id", 0),
+                        "component": _submitted([component["component"]], values, inputs)[0]})
+        elif "components" in component:
+            out.append({"type": component["type"], "components": _submitted(component["components"], values, inputs)})
+    return out

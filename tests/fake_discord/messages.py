@@ -99,6 +99,19 @@ class FakeMessage:
         shown = [(b.get("label"), b.get("custom_id")) for b in self.buttons]
         raise LookupError(f"no button label={label!r} custom_id={custom_id!r} on message {self.id}; buttons: {shown}")
 
+    @property
+    def selects(self) -> list[dict]:
+        """Every select menu on the message (string, user, role, mentionable, channel)."""
+        return [c for c in _walk_components(self.components) if c.get("type") in (3, 5, 6, 7, 8)]
+
+    def select(self, custom_id: str | None = None) -> dict:
+        """The select menu with this custom id (or the only one); raises LookupError naming what is there."""
+        matches = [s for s in self.selects if custom_id is None or s.get("custom_id") == custom_id]
+        if len(matches) != 1:
+            shown = [s.get("custom_id") for s in self.selects]
+            raise LookupError(f"no single select custom_id={custom_id!r} on message {self.id}; selects: {shown}")
+        return matches[0]
+
     def mentions_user(self, user: object) -> bool:
         """Whether the message pings ``user`` (a FakeUser or id), honouring allowed_mentions."""
         user_id = int(getattr(user, "id", user))  # type: ignore[arg-type]
@@ -161,6 +174,8 @@ def _walk_components(components: list[dict]):
     for component in components:
         yield component
         yield from _walk_components(component.get("components", []))
+        if "component" in component:
+            yield from _walk_components([component["component"]])
         accessory = component.get("accessory")
         if accessory:
             yield accessory

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .server import FakeDiscord
 
 # Callback types each interaction type accepts (PING interactions only exist for HTTP endpoints).
-ALLOWED_CALLBACKS = {2: {4, 5, 9}, 3: {4, 5, 6, 7, 9}, 4: {8}}
+ALLOWED_CALLBACKS = {2: {4, 5, 9}, 3: {4, 5, 6, 7, 9}, 4: {8}, 5: {4, 5, 6, 7}}
 
 
 class InteractionRoutes:
@@ -60,7 +60,8 @@ class InteractionRoutes:
             elif callback_type == 6:
                 interaction.original = interaction.message
             elif callback_type == 7:
-                assert interaction.message is not None
+                if interaction.message is None:
+                    raise RestError(400, INVALID_FORM_BODY, "Only a component's message can be updated")
                 interaction.original = store.edit(interaction.message, data, request.files)
             elif callback_type == 8:
                 errors = FormErrors()

@@ -299,6 +299,69 @@ class FakeDiscord:
         await self._dispatch(interaction)
         return interaction
 
+    def post_message(self, content: str = "", *, files: list[dict] | None = None, user: FakeUser | None = None,
+                     channel: FakeChannel | None = None) -> FakeMessage:
+        """A message ``user`` (default ``fake.user``) posts in ``channel`` (default ``#general``), with attachments
+        from ``add_attachment``. The bot does not receive it (it has no message intent); message commands can
+        target it."""
+        user = user or self.user
+        channel = channel or self.channel
+        message = FakeMessage(id=self.ids.next(), channel_id=channel.id, guild_id=channel.guild_id,
+                              author=user.payload(), kind="user", content=content,
+                              attachments=[self.cdn.get(file) for file in files or []])
+        self.store.messages[message.id] = message
+        message.snapshot()
+        return message
+
+    async def invoke_message_command(self, name: str, message: FakeMessage, *, user: FakeUser | None = None,
+                                     locale: str = "en-US") -> FakeInteraction:
+        """Right-click ``message`` -> Apps -> ``name`` as ``user``: a message context-menu command."""
+        user = user or self.user
+        channel = self.world.channel_by_id(message.channel_id)
+        assert channel is not None
+        guild = self.world.guilds.get(channel.guild_id) if channel.guild_id else None
+        command = self.commands.find(name, guild.id if guild else None, command_type=3)
+        if command is None:
+            raise InvalidInvocation(f"no message command {name!r} is registered (registered: {self.commands.names()})")
+        interaction = self.interaction_factory.message_command(command, message, user=user, guild=guild,
+                                                               channel=channel, locale=locale,
+                                                               bot_user=self.world.bot.payload())
+        await self._dispatch(interaction)
+        return interaction
+
+    async def select(self, message: FakeMessage | int, values: list[str], custom_id: str | None = None, *,
+                     user: FakeUser | None = None, locale: str = "en-US") -> FakeInteraction:
+        """Pick ``values`` in a string select menu on a message (the only one, or by ``custom_id``), as ``user``.
+        The values must be among its options, and as many as its min/max values allow."""
+        user = user or self.user
+        target = message if isinstance(message, FakeMessage) else self.store.messages.get(int(message))
+        if target is None or target.deleted:
+            raise InvalidInvocation(f"message {message} does not exist (or was deleted)")
+        menu = target.select(custom_id)
+        if menu.get("disabled"):
+            raise InvalidInvocation(f"select {menu.get('custom_id')!r} on message {target.id} is disabled")
+        offered = [option["value"] for option in menu.get("options", [])]
+        if menu.get("type") == 3 and any(value not in offered for value in values):
+            raise InvalidInvocation(f"values {values} are not all among the options {offered}")
+        if not menu.get("min_values", 1) <= len(values) <= menu.get("max_values", 1):
+            raise InvalidInvocation(f"select {menu.get('custom_id')!r} takes {menu.get('min_values', 1)}-"
+                                    f"{menu.get('max_values', 1)} values; got {len(values)}")
+        if target.ephemeral and target.interaction is not None and target.interaction.user.id != user.id:
+            raise InvalidInvocation(f"message {target.id} is ephemeral: only {target.interaction.user.name} can see it")
+        interaction = self.interaction_factory.component(target, menu["custom_id"], menu["type"], values, user=user,
+                                                         bot_user=self.world.bot.payload(), locale=locale)
+        await self._dispatch(interaction)
+        return interaction
+
+    async def submit_modal(self, opened_by: FakeInteraction, values: dict[str, str], *,
+                           user: FakeUser | None = None, locale: str = "en-US") -> FakeInteraction:
+        """Fill in and submit the modal the bot answered ``opened_by`` with (text inputs by custom id; inputs
+        left out keep their pre-filled value)."""
+        interaction = self.interaction_factory.modal_submit(opened_by, values, user=user or opened_by.user,
+                                                            locale=locale)
+        await self._dispatch(interaction)
+        return interaction
+
     def _where(self, guild: FakeGuild | None, channel: FakeChannel | None, user: FakeUser,
                dm: bool) -> tuple[FakeGuild | None, FakeChannel]:
         if dm:

@@ -10,6 +10,8 @@ import re
 IS_COMPONENTS_V2 = 1 << 15
 MESSAGE_FLAGS_ALLOWED = (1 << 2) | (1 << 6) | (1 << 12) | IS_COMPONENTS_V2
 _COMMAND_NAME = re.compile(r"^[-_'\w]{1,32}$")
+# User and message (context-menu) commands: any 1-32 characters, spaces and punctuation included.
+_MENU_NAME = re.compile(r"^\S(?:.{0,30}\S)?$")
 
 
 class FormErrors:
@@ -140,7 +142,8 @@ def check_command(command: dict, errors: FormErrors, path: tuple = ()) -> None:
 
 
 def _check_name(name: object, errors: FormErrors, path: tuple, *, lowercase: bool) -> None:
-    if not isinstance(name, str) or not _COMMAND_NAME.match(name) or (lowercase and name != name.lower()):
+    pattern = _COMMAND_NAME if lowercase else _MENU_NAME
+    if not isinstance(name, str) or not pattern.match(name) or (lowercase and name != name.lower()):
         errors.add(path, "APPLICATION_COMMAND_INVALID_NAME", f"Command name is invalid: {name!r}")
 
 
