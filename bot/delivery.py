@@ -1,16 +1,20 @@
 """Posting and editing a job's messages, and delivering its final answer exactly once.
 
-A job's messages are reached through its interaction's webhook (application id + token),
-not through the :class:`discord.Interaction` object, so the same code serves a job
-accepted a second ago and one resumed after a restart.  Interaction tokens live 15
-minutes; after that the final answer goes to the channel as a normal message that
-mentions the requester.
+A job's status message is posted through its interaction's webhook (application id +
+token), not through the :class:`discord.Interaction` object, so the same code serves a job
+accepted a second ago and one resumed after a restart.  Interaction tokens live 15 minutes;
+after that the bot keeps editing the status message with its own token (the message is its
+own), so progress never freezes on a slow host.  The final answer is edited into the status
+message, and the requester is pinged with a short reply, since an edit notifies nobody.
+Without a status message (it was deleted, or never posted), the answer is posted to the
+channel as a new message that mentions the requester.
 
 Exactly once: before sending the final answer the store records "sending" and how (edit
 or channel message).  Editing the status message is naturally idempotent.  For a channel
 message, a restart that finds "sending" first looks for the message in the channel, and
 the message carries a nonce that Discord deduplicates, so a crash between sending and
-recording does not produce a second answer.
+recording does not produce a second answer.  The ping is at most once: it follows a fresh
+edit and carries its own nonce.
 """
 
 from __future__ import annotations
@@ -36,6 +40,20 @@ T = TypeVar("T")
 
 # How far back in a channel a restarted bot looks for a final message it may already have sent.
 _HISTORY_LIMIT = 50
+
+
+# Discord's answers to a dead interaction token: 401 Invalid Webhook Token, 404 Unknown Webhook.
+_DEAD_TOKEN_CODES = frozenset({50027, 10015})
+
+
+def _token_refused(exc: discord.HTTPException) -> bool:
+    """Whether Discord refused the interaction token itself (rather than the message or its content)."""
+    return exc.status == 401 or exc.code in _DEAD_TOKEN_CODES
+
+
+def ping_nonce(record: JobRecord) -> str:
+    """The nonce of the reply that notifies the requester: the job's own, told apart by its first character."""
+    return "p" + record.nonce[1:]
 
 
 def _utc(timestamp: float) -> datetime.datetime:
@@ -111,31 +129,60 @@ class Delivery:
         return record.token_valid(time.time(), self._config.token_margin_s)
 
     async def post_status(self, record: JobRecord, message: Outgoing) -> int | None:
-        """Post the public status message of a new job; return its id, or None if that failed."""
-        if not self.token_valid(record):
-            return None
+        """Post the public status message of a new job; return its id, or None if that failed.
+
+        Through the interaction's webhook while its token is valid, else (a job resumed long
+        after it was asked for) as the bot's own channel message.
+        """
         try:
-            sent = await with_retries(
-                lambda: self._webhook(record).send(
-                    embed=message.embed,
-                    files=message.discord_files(),
-                    view=message.view or discord.utils.MISSING,
-                    allowed_mentions=message.allowed_mentions,
-                    wait=True,
-                ),
-                config=self._config,
-                what=f"posting the status of job {record.id}",
-            )
+            sent_id = None
+            if self.token_valid(record):
+                try:
+                    sent_id = await with_retries(
+                        lambda: self._post_by_webhook(record, message),
+                        config=self._config,
+                        what=f"posting the status of job {record.id}",
+                    )
+                except discord.HTTPException as exc:
+                    if not _token_refused(exc):
+                        raise
+                    self._token_died(record)
+            if sent_id is None:
+                sent_id = await with_retries(
+                    lambda: self._post_to_channel(record, message),
+                    config=self._config,
+                    what=f"posting the status of job {record.id} to its channel",
+                )
         except (discord.HTTPException, DeliveryFailed) as exc:
             log.warning("could not post the status of job %s: %s", record.id, exc)
             return None
-        await self._store.set_status_message(record.id, sent.id)
-        record.status_message_id = sent.id
+        await self._store.set_status_message(record.id, sent_id)
+        record.status_message_id = sent_id
+        return sent_id
+
+    async def _post_by_webhook(self, record: JobRecord, message: Outgoing) -> int:
+        sent = await self._webhook(record).send(
+            embed=message.embed,
+            files=message.discord_files(),
+            view=message.view or discord.utils.MISSING,
+            allowed_mentions=message.allowed_mentions,
+            wait=True,
+        )
+        return sent.id
+
+    async def _post_to_channel(self, record: JobRecord, message: Outgoing) -> int:
+        sent = await self._channel(record).send(
+            content=message.content,
+            embed=message.embed,
+            files=message.discord_files(),
+            view=message.view or discord.utils.MISSING,
+            allowed_mentions=message.allowed_mentions,
+        )
         return sent.id
 
     async def edit_status(self, record: JobRecord, message: Outgoing) -> bool:
         """Edit the status message in place (progress, queue position); best effort, no retries."""
-        if record.status_message_id is None or not self.token_valid(record):
+        if record.status_message_id is None:
             return False
         try:
             async with asyncio.timeout(self._config.attempt_timeout_s):
@@ -145,21 +192,43 @@ class Delivery:
             return False
         return True
 
+    def _token_died(self, record: JobRecord) -> None:
+        """Discord refused the interaction token before its expected end: use the bot's own token from now on."""
+        log.info("the interaction token of job %s no longer works; using the bot's own token", record.id)
+        record.token_expires_at = min(record.token_expires_at, time.time() - self._config.token_margin_s)
+
+    def _channel(self, record: JobRecord) -> discord.PartialMessageable:
+        return self._client.get_partial_messageable(record.channel_id, guild_id=record.guild_id)
+
     async def _edit(self, record: JobRecord, message: Outgoing) -> int:
+        """Edit the status message: through the webhook while the token lasts, then with the bot's own token."""
         assert record.status_message_id is not None
-        edited = await self._webhook(record).edit_message(
-            record.status_message_id,
+        if self.token_valid(record):
+            try:
+                edited = await self._webhook(record).edit_message(
+                    record.status_message_id,
+                    content=message.content,
+                    embed=message.embed,
+                    attachments=message.discord_files(),
+                    view=message.view,
+                    allowed_mentions=message.allowed_mentions,
+                )
+                return edited.id
+            except discord.HTTPException as exc:
+                if not _token_refused(exc):
+                    raise
+                self._token_died(record)
+        edited_message = await self._channel(record).get_partial_message(record.status_message_id).edit(
             content=message.content,
             embed=message.embed,
             attachments=message.discord_files(),
             view=message.view,
             allowed_mentions=message.allowed_mentions,
         )
-        return edited.id
+        return edited_message.id if edited_message is not None else record.status_message_id
 
     async def _send_to_channel(self, record: JobRecord, message: Outgoing) -> int:
-        channel = self._client.get_partial_messageable(record.channel_id, guild_id=record.guild_id)
-        sent = await channel.send(
+        sent = await self._channel(record).send(
             content=message.content,
             embed=message.embed,
             files=message.discord_files(),
@@ -169,8 +238,35 @@ class Delivery:
         )
         return sent.id
 
-    async def deliver(self, record: JobRecord, build: Callable[[bool], Outgoing]) -> None:
-        """Deliver the final answer once; ``build(mention)`` makes the message (mention for channel posts)."""
+    async def _ping(self, record: JobRecord, text: str) -> None:
+        """Reply to the status message with ``text``, notifying the requester alone (at most once)."""
+        assert record.status_message_id is not None
+        reference = discord.MessageReference(
+            message_id=record.status_message_id, channel_id=record.channel_id, fail_if_not_exists=False
+        )
+        try:
+            await with_retries(
+                lambda: self._channel(record).send(
+                    content=text,
+                    reference=reference,
+                    allowed_mentions=discord.AllowedMentions(
+                        everyone=False, roles=False, users=[discord.Object(record.user_id)], replied_user=False
+                    ),
+                    nonce=ping_nonce(record),
+                ),
+                config=self._config,
+                what=f"notifying the requester of job {record.id}",
+            )
+        except (discord.HTTPException, DeliveryFailed) as exc:
+            log.warning("could not notify the requester of job %s: %s", record.id, exc)
+
+    async def deliver(
+        self, record: JobRecord, build: Callable[[bool], Outgoing], ping: str | None = None
+    ) -> None:
+        """Deliver the final answer once; ``build(mention)`` makes the message (mention for channel posts).
+
+        ``ping``, when given, is the reply that notifies the requester after the answer was edited in.
+        """
         if record.delivery == "delivered":
             return
         if record.delivery == "sending":
@@ -179,7 +275,7 @@ class Delivery:
                 log.info("job %s was already delivered (message %s)", record.id, found)
                 await self._store.mark_delivered(record.id, found)
                 return
-        use_edit = record.status_message_id is not None and self.token_valid(record)
+        use_edit = record.status_message_id is not None
         try:
             if use_edit:
                 try:
@@ -190,7 +286,7 @@ class Delivery:
                         what=f"delivering job {record.id}",
                     )
                 except discord.HTTPException as exc:
-                    # Unknown message or expired token: the channel still works.
+                    # The status message was deleted (or the token died mid-way): the channel still works.
                     log.warning("editing the answer of job %s failed (%s); posting it to the channel", record.id, exc)
                     use_edit = False
             if not use_edit:
@@ -211,6 +307,8 @@ class Delivery:
             return
         await self._store.mark_delivered(record.id, message_id)
         record.delivery = "delivered"
+        if use_edit and ping is not None:
+            await self._ping(record, ping)
 
     async def _find_delivered(self, record: JobRecord) -> int | None:
         """After a crash mid-delivery: the id of the final message if it already reached Discord."""
@@ -224,11 +322,8 @@ class Delivery:
 
         try:
             if record.delivery_mode == "edit" and record.status_message_id is not None:
-                if self.token_valid(record):
-                    # Editing again is harmless: let the caller redo it.
-                    return None
-                channel = self._client.get_partial_messageable(record.channel_id, guild_id=record.guild_id)
-                message = await channel.fetch_message(record.status_message_id)
+                # Editing again would be harmless, but the ping after it would not be: look first.
+                message = await self._channel(record).fetch_message(record.status_message_id)
                 return message.id if is_final(message) else None
             channel = self._client.get_partial_messageable(record.channel_id, guild_id=record.guild_id)
             after = discord.Object(record.status_message_id or discord.utils.time_snowflake(_utc(record.created_at)))

@@ -165,6 +165,15 @@ def cancelled_message(record: JobRecord, reason: str, *, mention: bool) -> Outgo
     return Outgoing(embed=embed, content=content, mention=record.user_id if mention else None)
 
 
+def ready_ping(record: JobRecord) -> str | None:
+    """The reply that notifies the requester of a job's end (an edit notifies nobody); None for cancelled jobs."""
+    if record.state == "finished":
+        return f"<@{record.user_id}>, your image is ready."
+    if record.state == "failed":
+        return f"<@{record.user_id}>, your job could not be finished."
+    return None
+
+
 def paused_message(record: JobRecord, style_label: str) -> Outgoing:
     """Shown when the bot shuts down with this job unfinished: it is kept and resumes on restart."""
     description = (

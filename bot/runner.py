@@ -29,6 +29,7 @@ from bot.render import (
     failed_message,
     paused_message,
     queued_message,
+    ready_ping,
     result_message,
     running_message,
 )
@@ -260,6 +261,7 @@ class JobRunner:
                     lambda mention: result_message(
                         record, label, summary, channel_image if mention else image, mention=mention
                     ),
+                    ready_ping(record),
                 )
                 return
             record.state, record.error = "failed", "The finished image was lost before it could be sent."
@@ -268,7 +270,9 @@ class JobRunner:
         if record.state == "cancelled":
             await self._delivery.deliver(record, lambda mention: cancelled_message(record, error, mention=mention))
         else:
-            await self._delivery.deliver(record, lambda mention: failed_message(record, error, mention=mention))
+            await self._delivery.deliver(
+                record, lambda mention: failed_message(record, error, mention=mention), ready_ping(record)
+            )
 
     def _deliver_later(self, record: JobRecord) -> None:
         if record.id in self._delivering:

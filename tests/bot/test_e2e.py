@@ -218,7 +218,7 @@ async def test_cooldown_and_full_queue_are_refused_with_a_time(world):
     await wait_title(fake, running, CANCELLED_TITLE)
 
 
-async def test_a_job_outliving_its_token_is_posted_to_the_channel_with_a_mention(world):
+async def test_a_job_outliving_its_token_keeps_its_status_alive_and_pings_its_requester(world):
     fake = world.fake
     blocker, user = world.user(), world.user()
     running = await accepted_status(
@@ -231,14 +231,18 @@ async def test_a_job_outliving_its_token_is_posted_to_the_channel_with_a_mention
     fake.token_ttl = 0.0
     try:
         await (await fake.press_button(running, label="Cancel", user=blocker)).wait_acknowledged()
-        delivered = await fake.wait_for_message(
-            lambda m: m.kind == "channel" and m.mentions_user(user) and title(m) == DONE_TITLE, timeout=60
-        )
+        await wait_title(fake, waiting, DONE_TITLE)
+        ping = await fake.wait_for_message(lambda m: m.kind == "channel" and m.mentions_user(user), timeout=60)
     finally:
         fake.token_ttl = 15 * 60.0
-    assert max(delivered.attachments[0].image().size) == 32, "the fast preset's image"
-    assert finals_for(fake, job_prefix(waiting)) == [delivered]
-    assert title(waiting) != DONE_TITLE
+    titles = [version.embeds[0]["title"] for version in waiting.history if version.embeds]
+    assert RUNNING_TITLE in titles, "the status kept moving after the interaction token died"
+    edits = fake.requests_to("PATCH", rf"^/channels/\d+/messages/{waiting.id}$")
+    assert edits and all(edit.status == 200 for edit in edits), "edited with the bot's own token"
+    assert max(waiting.attachments[0].image().size) == 32, "the fast preset's image"
+    assert finals_for(fake, job_prefix(waiting)) == [waiting]
+    assert ping.mentions == [user.id] and ping.embeds == [] and "your image is ready" in ping.content
+    assert ping.message_reference["message_id"] == str(waiting.id)
 
 
 async def scrape(world: World) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -53,7 +53,7 @@ class MessageStore:
             interaction=interaction,
             flags=(payload.get("flags") or 0) | extra_flags,
             nonce=payload.get("nonce"),
-            message_reference=payload.get("message_reference"),
+            message_reference=_reference(payload.get("message_reference")),
             webhook_id=webhook_id,
         )
         self._apply(message, payload, files)
@@ -138,3 +138,10 @@ class MessageStore:
     def _raise(errors: FormErrors) -> None:
         if errors:
             raise RestError(400, INVALID_FORM_BODY, "Invalid Form Body", errors.tree)
+
+
+def _reference(reference: dict | None) -> dict | None:
+    """A reply's reference as Discord stores it: ids as strings, whatever the client sent."""
+    if reference is None:
+        return None
+    return {key: str(value) if key.endswith("_id") and value is not None else value for key, value in reference.items()}

@@ -134,25 +134,25 @@ async def test_a_429_from_a_proxy_on_the_final_edit_is_waited_out_for_its_retry_
     assert min(waits) >= retry_after, f"Retry-After was {retry_after} s, the bot came back after {waits}"
 
 
-async def test_failing_channel_posts_after_the_token_expired_are_retried_by_the_bot_and_delivered_once(world):
+async def test_failing_edits_after_the_token_expired_are_retried_with_the_bots_token_and_delivered_once(world):
     fake = world.fake
     status = await running_job(world)
     requester = status.interaction.user
     fake.token_ttl = 0.0
     try:
         # 503 is not one discord.py retries itself: these two failures reach the bot's own retry loop.
-        rule = fake.fail_next("POST", r"^/channels/\d+/messages$", status=503, count=2)
-        delivered = await fake.wait_for_message(
-            lambda m: m.kind == "channel" and m.mentions_user(requester) and title(m) in FINAL_TITLES, timeout=60
-        )
+        rule = fake.fail_next("PATCH", rf"^/channels/\d+/messages/{status.id}$", status=503, count=2)
+        await wait_title(fake, status, FINAL_TITLES, timeout=60)
+        ping = await fake.wait_for_message(lambda m: m.kind == "channel" and m.mentions_user(requester), timeout=60)
     finally:
         fake.token_ttl = 15 * 60.0
-    assert title(delivered) == DONE_TITLE and delivered.attachments, delivered.text
+    assert title(status) == DONE_TITLE and status.attachments, status.text
     assert rule.hits == 2
-    assert finals_for(fake, job_prefix(status)) == [delivered]
-    posts = fake.requests_to("POST", r"^/channels/\d+/messages$")[-3:]
-    assert [p.status for p in posts] == [503, 503, 200]
-    first, second = gaps(posts)
+    assert finals_for(fake, job_prefix(status)) == [status]
+    assert ping.message_reference["message_id"] == str(status.id) and ping.mentions == [requester.id]
+    edits = fake.requests_to("PATCH", rf"^/channels/\d+/messages/{status.id}$")[-3:]
+    assert [e.status for e in edits] == [503, 503, 200]
+    first, second = gaps(edits)
     assert first >= BACKOFF_S and second >= 2 * BACKOFF_S, f"the backoff must double from {BACKOFF_S} s: {first, second}"
 
 
