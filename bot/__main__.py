@@ -12,6 +12,8 @@ import discord
 
 from bot.app import create_bot, point_discord_at
 from bot.config import Config, ConfigError, load_config, load_token
+from bot.datalock import DataFolderBusy
+from bot.store import StoreUnusable
 from nst_engine.pool import PoolError
 
 log = logging.getLogger("bot")
@@ -64,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except PoolError as exc:
         log.error("the worker pool could not start: %s", exc)
+        return 1
+    except (DataFolderBusy, StoreUnusable) as exc:
+        log.error("cannot start: %s", exc)
         return 1
     return 0
 

@@ -17,6 +17,7 @@ from bot.command_sync import sync_if_changed
 from bot.commands import register
 from bot.commands.buttons import handle_job_button
 from bot.config import Config, DiscordConfig
+from bot.datalock import DataFolderLock
 from bot.delivery import Delivery
 from bot.http_server import HealthServer
 from bot.intake import Intake
@@ -90,9 +91,12 @@ class NSTBot(discord.Client):
         self.health_server: HealthServer | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._stopping: asyncio.Task[None] | None = None
+        self.data_lock: DataFolderLock | None = None
 
     async def setup_hook(self) -> None:
         config = self.config
+        # Before anything else: a second bot on the same folder must stop here, before resuming any job.
+        self.data_lock = await asyncio.to_thread(DataFolderLock.acquire, config.storage.data_dir)
         self.store = await JobStore.open(config.storage.database)
         self.blobs = await asyncio.to_thread(BlobStore, config.storage.data_dir)
         if config.http.enabled:
@@ -204,9 +208,12 @@ class NSTBot(discord.Client):
         if self.health_server is not None:
             await self.health_server.stop()
         await super().close()
+        self.intake.close()
         store = getattr(self, "store", None)
         if store is not None:
             await store.close()
+        if self.data_lock is not None:
+            self.data_lock.release()
         log.info("stopped")
 
 

@@ -3,17 +3,23 @@
 Source images are stored once per content, so the buttons under a result (re-run, more
 style...) can start new jobs from them days later without asking Discord again.
 Every write goes to a temporary file first and is renamed into place, so a crash never
-leaves half a file under a real name.  Methods are synchronous: call them through
-``asyncio.to_thread``.
+leaves half a file under a real name; a write that fails (a full disk) removes its
+temporary file, and the clean-up removes any a crash left behind.  Methods are
+synchronous: call them through ``asyncio.to_thread``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
+
+# A temporary file older than this belongs to no write still in progress.
+_STALE_TEMPORARY_S = 3600.0
 
 
 class BlobStore:
@@ -38,7 +44,30 @@ class BlobStore:
         return key
 
     def source(self, key: str) -> bytes:
-        return (self._sources / key).read_bytes()
+        return self.source_path(key).read_bytes()
+
+    def source_path(self, key: str) -> Path:
+        """Where the source image ``key`` is stored (it may be gone: check with :meth:`has_source`)."""
+        return self._sources / key
+
+    def has_source(self, key: str) -> bool:
+        return self.source_path(key).is_file()
+
+    def stored_bytes(self, source_keys: Iterable[str], job_ids: Iterable[str]) -> int:
+        """Bytes on disk of these source images and of these jobs' results (missing ones count 0)."""
+        paths = [self._sources / key for key in set(source_keys)]
+        paths += [self._results / f"{job_id}.png" for job_id in set(job_ids)]
+        total = 0
+        for path in paths:
+            try:
+                total += path.stat().st_size
+            except FileNotFoundError:
+                pass
+        return total
+
+    def free_bytes(self) -> int:
+        """Free space on the disk holding the store."""
+        return shutil.disk_usage(self.root).free
 
     def put_result(self, job_id: str, png: bytes) -> None:
         _write_atomically(self._results / f"{job_id}.png", png)
@@ -60,18 +89,40 @@ class BlobStore:
         cutoff = time.time() - min_age_s
         removed = 0
         for path in self._sources.iterdir():
-            if path.name in keep or path.name.endswith(".tmp") or path.stat().st_mtime > cutoff:
+            if path.name in keep or path.name.endswith(".tmp") or _mtime(path) > cutoff:
                 continue
             path.unlink(missing_ok=True)
             removed += 1
         return removed
 
+    def delete_stale_temporaries(self, min_age_s: float = _STALE_TEMPORARY_S) -> int:
+        """Remove temporary files a crashed write left behind; return how many were removed."""
+        cutoff = time.time() - min_age_s
+        removed = 0
+        for folder in (self._sources, self._results):
+            for path in folder.glob("*.tmp"):
+                if _mtime(path) < cutoff:
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")
+
 
 def _write_atomically(path: Path, data: bytes) -> None:
     # Unique per write: two requests with the same image store the same blob from two threads at once.
     temporary = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
-    with temporary.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with temporary.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

@@ -124,6 +124,8 @@ class DownloadConfig:
     max_bytes: int = _checked(20 * 1024 * 1024, _at_least(1024))
     timeout_s: float = _checked(20.0, _positive)
     max_pixels: int = _checked(16_000_000, _at_least(1))
+    max_concurrent: int = _checked(4, _at_least(1))
+    max_concurrent_decodes: int = _checked(2, _at_least(1))
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,9 @@ class StorageConfig:
     data_dir: str = "data"
     retention_hours: float = _checked(168.0, _positive)
     prune_interval_s: float = _checked(3600.0, _positive)
+    min_free_bytes: int = _checked(1024**3, _non_negative)
+    max_bytes_per_user: int = _checked(256 * 1024**2, _non_negative)
+    orphan_check_s: float = _checked(60.0, _positive)
 
 
 @dataclass(frozen=True)

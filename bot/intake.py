@@ -1,36 +1,48 @@
 """From an acknowledged interaction to an accepted job, or a clear refusal.
 
 Both /stylize and the buttons under a result (re-run, more style...) come through here:
-the gates (shutdown, server allowlist, allowed channels, cooldown, per-user limit), then,
-for /stylize, the option and attachment checks and the downloads; then the job is written
-to the store *before* it is queued and the requester is told.  Every refusal is an
-ephemeral message with its own reason.
+the gates (shutdown, server allowlist, allowed channels, cooldown, per-user limit, free
+disk, the user's storage quota), then, for /stylize, the option and attachment checks and
+the downloads; then the job is written to the store *before* it is queued and the
+requester is told.  Every refusal is an ephemeral message with its own reason.
+
+Heavy work is bounded before it starts: a /stylize counts against its user's job limit from
+the first gate, so a flood of requests cannot all be downloading at once; downloads and
+decodes wait for global permits, and decodes run on threads of their own, so they never
+starve the threads everything else uses; a request refused after its download costs a
+cooldown, like an accepted one, so a broken file cannot be sent again and again at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import discord
 
 from bot.config import Config
 from bot.downloads import DownloadError, fetch
+from bot.formatting import format_bytes
 from bot.jobs import BLOB_PREFIX, PRESET_PREFIX, JobParams, JobRecord, new_job_id
-from bot.runner import RESTARTING, SourceMissing
-from bot.store import GuildSettings
+from bot.runner import RESTARTING, ActiveJob, SourceMissing
+from bot.store import GuildSettings, StoreFailed
 from bot.validation import (
     AttachmentInfo,
     Rejection,
     StylizeOptions,
     check_attachment,
-    check_image,
     download_failed,
+    image_refused,
     resolve_params,
 )
+from bot.uploads import prepare_upload
+from nst_engine.errors import ImageError
 from nst_engine.pool import JobTooLarge, OwnerLimitReached, PoolClosed, PoolError, QueueFull
 
 if TYPE_CHECKING:
@@ -43,6 +55,9 @@ _POOL_REFUSALS: dict[type[PoolError], str] = {
     JobTooLarge: "too_large",
     PoolClosed: "shutdown",
 }
+
+
+_STORAGE_FAILING = "I cannot save new jobs right now (my storage is failing). Please try again later."
 
 
 class Refusal(Rejection):
@@ -63,9 +78,18 @@ class Intake:
 
     def __init__(self, bot: NSTBot) -> None:
         self._bot = bot
-        self._last_accepted: dict[int, float] = {}
-        # Jobs between the final check of their user's limits and the runner taking them.
+        self._last_charged: dict[int, float] = {}
+        # Requests between their first gate (a /stylize) or the final check of their user's limits
+        # (a button) and the runner taking their job.
         self._accepting: Counter[int] = Counter()
+        downloads = bot.config.downloads
+        self._downloads = asyncio.Semaphore(downloads.max_concurrent)
+        self._decodes = asyncio.Semaphore(downloads.max_concurrent_decodes)
+        self._decoder = ThreadPoolExecutor(downloads.max_concurrent_decodes, thread_name_prefix="intake-decode")
+
+    def close(self) -> None:
+        """Let the decode threads go once their current work is done."""
+        self._decoder.shutdown(wait=False, cancel_futures=True)
 
     @property
     def _config(self) -> Config:
@@ -86,22 +110,62 @@ class Intake:
             channels = ", ".join(f"<#{channel}>" for channel in settings.allowed_channels)
             raise Refusal(f"Style transfer is not enabled in this channel. Try {channels}.", "channel")
         self._check_user(interaction.user.id)
+        await self._check_storage(interaction.user.id)
+        self._check_user(interaction.user.id)
         return settings
 
-    def _check_user(self, user_id: int) -> None:
-        """Refuse a user still in their cooldown, or with as many jobs as they may have."""
+    def _check_user(self, user_id: int, counted: bool = False) -> None:
+        """Refuse a user still in their cooldown, or with as many jobs as they may have.
+
+        ``counted``: the request being checked is already among the user's requests in progress.
+        """
         cooldown = self._config.limits.cooldown_s
-        last = self._last_accepted.get(user_id)
+        last = self._last_charged.get(user_id)
         if last is not None and time.monotonic() - last < cooldown:
             wait = max(1, round(cooldown - (time.monotonic() - last)))
             raise Refusal(f"Slow down a little: you can start another job in {wait} s.", "cooldown")
         limit = self._config.limits.max_jobs_per_user
-        if self._bot.runner.active_count(user_id) + self._accepting[user_id] >= limit:
+        if self._bot.runner.active_count(user_id) + self._accepting[user_id] - counted >= limit:
             plural = "job" if limit == 1 else "jobs"
             raise Refusal(
                 f"You already have {limit} {plural} queued or running. Wait for one to finish, or cancel one.",
                 "user_limit",
             )
+
+    async def _check_storage(self, user_id: int) -> None:
+        """Refuse new jobs while the disk is nearly full, or the user keeps as many images as they may."""
+        storage = self._config.storage
+        loop = asyncio.get_running_loop()
+        blobs = self._bot.blobs
+        if storage.min_free_bytes:
+            free = await loop.run_in_executor(self._decoder, blobs.free_bytes)
+            if free < storage.min_free_bytes:
+                log.warning("refusing new jobs: %s free on the data disk", format_bytes(free))
+                raise Refusal(
+                    "My storage is nearly full, so I am not taking new jobs right now. Please try again later.",
+                    "disk_full",
+                )
+        if storage.max_bytes_per_user:
+            sources, job_ids = await self._bot.store.user_files(user_id)
+            used = await loop.run_in_executor(self._decoder, blobs.stored_bytes, sources, job_ids)
+            if used >= storage.max_bytes_per_user:
+                raise Refusal(
+                    f"You have {format_bytes(used)} of images stored with me, the most one person may keep "
+                    f"({format_bytes(storage.max_bytes_per_user)}). Each job's images are deleted "
+                    f"{storage.retention_hours:g} hours after it; please try again then.",
+                    "quota",
+                )
+
+    @contextlib.contextmanager
+    def _in_progress(self, user_id: int) -> Iterator[None]:
+        """Count a request against its user's job limit while it is being taken in."""
+        self._accepting[user_id] += 1
+        try:
+            yield
+        finally:
+            self._accepting[user_id] -= 1
+            if not self._accepting[user_id]:
+                del self._accepting[user_id]
 
     async def stylize(
         self,
@@ -117,42 +181,43 @@ class Intake:
         ``saved_style`` is the blob key of the style the user saved with "Use as style", used
         when neither ``style`` nor a preset is given.
         """
+        user_id = interaction.user.id
         try:
             settings = await self.gate(interaction)
-            try:
-                params, notes = resolve_params(options, self._config, self._bot.presets, settings)
-            except Rejection as exc:
-                raise Refusal(str(exc), "options") from None
-            sources = [("content", AttachmentInfo.from_discord(content))]
-            if style is not None:
-                sources.append(("style", AttachmentInfo.from_discord(style)))
-            for role, info in sources:
+            # Nothing is awaited between the gate's last check and this count.
+            with self._in_progress(user_id):
                 try:
-                    check_attachment(info, role, self._config)
+                    params, notes = resolve_params(options, self._config, self._bot.presets, settings)
                 except Rejection as exc:
-                    raise Refusal(str(exc), "attachment") from None
-            datas = await asyncio.gather(*(self._download(role, info) for role, info in sources))
-            for (role, info), data in zip(sources, datas):
+                    raise Refusal(str(exc), "options") from None
+                sources = [("content", AttachmentInfo.from_discord(content))]
+                if style is not None:
+                    sources.append(("style", AttachmentInfo.from_discord(style)))
+                for role, info in sources:
+                    try:
+                        check_attachment(info, role, self._config)
+                    except Rejection as exc:
+                        raise Refusal(str(exc), "attachment") from None
                 try:
-                    await asyncio.to_thread(check_image, data, role, info.filename, self._config)
-                except Rejection as exc:
-                    raise Refusal(str(exc), "image") from None
-            keys = [await asyncio.to_thread(self._bot.blobs.put_source, data) for data in datas]
-            if style is not None:
-                style_ref = f"{BLOB_PREFIX}{keys[1]}"
-            elif params.preset is None and saved_style is not None:
-                style_ref = f"{BLOB_PREFIX}{saved_style}"
-            else:
-                style_ref = f"{PRESET_PREFIX}{params.preset}"
-            record = self.new_record(interaction, params, keys[0], style_ref, received_at)
-            try:
-                await self.accept(interaction, record, notes)
-            except SourceMissing:
-                await self._bot.store.delete(record.id)
-                raise Refusal(
-                    'Your saved style is no longer stored. Right-click an image and pick "Use as style" again.',
-                    "expired",
-                ) from None
+                    keys = await asyncio.gather(*(self._take_in(role, info) for role, info in sources))
+                except Refusal:
+                    self._charge_cooldown(user_id)
+                    raise
+                if style is not None:
+                    style_ref = f"{BLOB_PREFIX}{keys[1]}"
+                elif params.preset is None and saved_style is not None:
+                    style_ref = f"{BLOB_PREFIX}{saved_style}"
+                else:
+                    style_ref = f"{PRESET_PREFIX}{params.preset}"
+                record = self.new_record(interaction, params, keys[0], style_ref, received_at)
+                try:
+                    await self.accept(interaction, record, notes, counted=True)
+                except SourceMissing:
+                    await self._bot.store.delete(record.id)
+                    raise Refusal(
+                        'Your saved style is no longer stored. Right-click an image and pick "Use as style" again.',
+                        "expired",
+                    ) from None
         except Refusal as exc:
             await self.refuse(interaction, exc)
 
@@ -168,12 +233,7 @@ class Intake:
                 check_attachment(info, "style", self._config)
             except Rejection as exc:
                 raise Refusal(str(exc), "attachment") from None
-            data = await self._download("style", info)
-            try:
-                await asyncio.to_thread(check_image, data, "style", info.filename, self._config)
-            except Rejection as exc:
-                raise Refusal(str(exc), "image") from None
-            key = await asyncio.to_thread(self._bot.blobs.put_source, data)
+            key = await self._take_in("style", info)
             await self._bot.store.save_user_style(interaction.user.id, key, info.filename)
         except Refusal as exc:
             await self.refuse(interaction, exc)
@@ -187,11 +247,32 @@ class Intake:
         except discord.HTTPException as exc:
             log.warning("could not confirm the saved style to user %s: %s", interaction.user.id, exc)
 
-    async def _download(self, role: str, info: AttachmentInfo) -> bytes:
-        try:
-            return await fetch(self._bot.http_session, info.url, declared_size=info.size, limits=self._config.downloads)
-        except DownloadError as exc:
-            raise Refusal(str(download_failed(role, info.filename, exc)), "download") from None
+    def _charge_cooldown(self, user_id: int) -> None:
+        self._last_charged[user_id] = time.monotonic()
+
+    async def _take_in(self, role: str, info: AttachmentInfo) -> str:
+        """Download, decode and store one attachment, within the global permits; its blob key."""
+        limits = self._config.downloads
+        loop = asyncio.get_running_loop()
+        # The download's permit is held until its bytes are decoded: at most max_concurrent raw uploads in memory.
+        async with self._downloads:
+            try:
+                data = await fetch(self._bot.http_session, info.url, declared_size=info.size, limits=limits)
+            except DownloadError as exc:
+                raise Refusal(str(download_failed(role, info.filename, exc)), "download") from None
+            async with self._decodes:
+                try:
+                    prepared = await loop.run_in_executor(
+                        self._decoder,
+                        lambda: prepare_upload(data, max_pixels=limits.max_pixels, max_side=self._config.limits.max_size),
+                    )
+                except ImageError as exc:
+                    raise Refusal(str(image_refused(role, info.filename, exc)), "image") from None
+                try:
+                    return await loop.run_in_executor(self._decoder, self._bot.blobs.put_source, prepared.data)
+                except OSError as exc:
+                    log.error("could not store an upload: %s", exc)
+                    raise Refusal(_STORAGE_FAILING, "storage") from None
 
     def new_record(
         self,
@@ -219,37 +300,31 @@ class Intake:
             parent_id=parent_id,
         )
 
-    async def accept(self, interaction: discord.Interaction, record: JobRecord, notes: list[str]) -> None:
-        """Store the job, queue it, confirm privately, then post its public status message."""
+    async def accept(
+        self, interaction: discord.Interaction, record: JobRecord, notes: list[str], counted: bool = False
+    ) -> None:
+        """Store the job, queue it, confirm privately, then post its public status message.
+
+        ``counted``: the request already counts against its user's job limit (see :meth:`stylize`).
+        """
         user_id = record.user_id
         # Requests sent together all pass the gate while each downloads: check again, and claim the
         # user's cooldown and job slot, with nothing awaited in between.
-        self._check_user(user_id)
-        previous = self._last_accepted.get(user_id)
-        claimed = self._last_accepted[user_id] = time.monotonic()
-        self._accepting[user_id] += 1
+        self._check_user(user_id, counted)
+        previous = self._last_charged.get(user_id)
+        claimed = self._last_charged[user_id] = time.monotonic()
         try:
-            await self._bot.store.add(record)
-            try:
-                active = await self._bot.runner.submit(record, notes)
-            except QueueFull as exc:
-                await self._bot.store.delete(record.id)
-                wait = max(1, round(exc.retry_after))
-                raise Refusal(f"The queue is full. Please try again in about {wait} s.", "queue_full") from None
-            except PoolError as exc:
-                await self._bot.store.delete(record.id)
-                raise Refusal(str(exc), _POOL_REFUSALS.get(type(exc), "pool")) from None
+            with contextlib.ExitStack() as slot:
+                if not counted:
+                    slot.enter_context(self._in_progress(user_id))
+                active = await self._store_and_submit(record, notes)
         except BaseException:
-            if self._last_accepted.get(user_id) == claimed:
+            if self._last_charged.get(user_id) == claimed:
                 if previous is None:
-                    del self._last_accepted[user_id]
+                    del self._last_charged[user_id]
                 else:
-                    self._last_accepted[user_id] = previous
+                    self._last_charged[user_id] = previous
             raise
-        finally:
-            self._accepting[user_id] -= 1
-            if not self._accepting[user_id]:
-                del self._accepting[user_id]
         # The deferred (ephemeral) response must be answered before the public status message is
         # posted: Discord turns the first followup after a defer into the deferred response itself.
         try:
@@ -258,6 +333,23 @@ class Intake:
         except discord.HTTPException as exc:
             log.warning("could not confirm job %s to its requester: %s", record.id, exc)
         await self._bot.runner.follow(active)
+
+    async def _store_and_submit(self, record: JobRecord, notes: list[str]) -> ActiveJob:
+        """Write the job to the store, then queue it; forget it again if the pool refuses it."""
+        try:
+            await self._bot.store.add(record)
+        except StoreFailed as exc:
+            log.error("could not store job %s: %s", record.id, exc)
+            raise Refusal(_STORAGE_FAILING, "storage") from None
+        try:
+            return await self._bot.runner.submit(record, notes)
+        except QueueFull as exc:
+            await self._bot.store.delete(record.id)
+            wait = max(1, round(exc.retry_after))
+            raise Refusal(f"The queue is full. Please try again in about {wait} s.", "queue_full") from None
+        except PoolError as exc:
+            await self._bot.store.delete(record.id)
+            raise Refusal(str(exc), _POOL_REFUSALS.get(type(exc), "pool")) from None
 
     async def refuse(self, interaction: discord.Interaction, refusal: Refusal) -> None:
         """Answer the (ephemeral, deferred) interaction with the reason it was refused."""

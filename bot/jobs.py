@@ -11,7 +11,7 @@ import uuid
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from nst_engine.request import LossSummary, LossTerms, StyleRequest, StyleResult
+from nst_engine.request import ImageSource, LossSummary, LossTerms, StyleRequest, StyleResult
 
 JobState = Literal["queued", "running", "finished", "failed", "cancelled"]
 DeliveryState = Literal["pending", "sending", "delivered", "gave_up"]
@@ -49,8 +49,10 @@ class JobParams:
     def with_changes(self, **changes: Any) -> JobParams:
         return replace(self, **changes)
 
-    def to_request(self, content: bytes, style: bytes, *, weights: str, max_input_pixels: int) -> StyleRequest:
-        """The engine request for these parameters and source images."""
+    def to_request(
+        self, content: ImageSource, style: ImageSource, *, weights: str, max_input_pixels: int
+    ) -> StyleRequest:
+        """The engine request for these parameters and source images (bytes, or files the worker reads)."""
         return StyleRequest(
             content=content,
             styles=(style,),

@@ -5,6 +5,12 @@ durable store, keeps the status message current (throttled), saves the finished 
 before announcing it, and hands the final answer to :class:`~bot.delivery.Delivery`.
 On start it resumes whatever the store says is unfinished; on shutdown it lets running
 jobs finish for a grace period and pauses the rest, so they resume after the restart.
+
+A job's images travel to the pool as the paths of its stored files: a worker reads them
+when the job starts, so a queued job holds no image bytes in this process.  A job whose
+following breaks on a fault (a full disk, a database error) is failed with a message to
+its requester, and every ``storage.orphan_check_s`` the store is checked for jobs that no
+one follows any more, which are started again (or failed, saying why).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bot.blobs import BlobStore
@@ -34,13 +41,15 @@ from bot.render import (
     running_message,
 )
 from bot.store import JobStore
-from nst_engine.imageio import encode_image
+from nst_engine.errors import ImageError
+from nst_engine.imageio import encode_image, probe_image
 from nst_engine.pool import Job, Pool, PoolClosed, PoolError
 from nst_engine.request import Progress
 
 log = logging.getLogger("bot.runner")
 
 RESTARTING = "The bot is restarting. Please try again in a minute."
+BROKE_DOWN = "Your job could not be finished because of a problem on my side (storing its result failed). Please try again."
 
 
 class SourceMissing(Exception):
@@ -85,6 +94,8 @@ class JobRunner:
         self._metrics = metrics
         self._active: dict[str, ActiveJob] = {}
         self._delivering: dict[str, asyncio.Task[None]] = {}
+        self._submitting: set[str] = set()
+        self._orphan_watch: asyncio.Task[None] | None = None
         self.stopping = False
 
     # What is going on
@@ -112,7 +123,11 @@ class JobRunner:
         Raises :class:`PoolError` when the pool refuses the job (:class:`PoolClosed` once
         :meth:`stop` has begun) and :class:`SourceMissing` when its images are gone.
         """
-        content, style = await self._sources(record)
+        self._submitting.add(record.id)
+        try:
+            content, style, aspect = await self._sources(record)
+        finally:
+            self._submitting.discard(record.id)
         request = record.params.to_request(
             content, style, weights=self._config.pool.weights, max_input_pixels=self._config.downloads.max_pixels
         )
@@ -120,21 +135,32 @@ class JobRunner:
             # A request that passed the intake gate before shutdown began must not slip past stop().
             raise PoolClosed(RESTARTING)
         job = self._pool.submit(
-            request, owner=str(record.user_id), job_id=record.id, preview_size=self._config.progress.preview_size
+            request,
+            owner=str(record.user_id),
+            job_id=record.id,
+            preview_size=self._config.progress.preview_size,
+            content_aspect=aspect,
         )
         active = ActiveJob(record, job, list(notes or []))
         self._active[record.id] = active
         return active
 
     async def follow(self, active: ActiveJob) -> None:
-        """Show the job's status message (posting it for a new job) and follow the job to its end."""
+        """Show the job's status message (posting it for a new job) and follow the job to its end.
+
+        Never raises: a job that was submitted is followed whatever happens to its first message.
+        """
         record, job = active.record, active.job
         message = queued_message(record, self.style_label(record), job.position, job.eta, active.notes)
-        if record.status_message_id is None:
-            await self._delivery.post_status(record, message)
-        else:
-            await self._delivery.edit_status(record, message)
-        active.task = asyncio.create_task(self._follow(active), name=f"job-{record.id}")
+        try:
+            if record.status_message_id is None:
+                await self._delivery.post_status(record, message)
+            else:
+                await self._delivery.edit_status(record, message)
+        except Exception:
+            log.exception("could not show the status of job %s; following it all the same", record.id)
+        finally:
+            active.task = asyncio.create_task(self._follow(active), name=f"job-{record.id}")
 
     async def _follow(self, active: ActiveJob) -> None:
         record, job = active.record, active.job
@@ -168,10 +194,28 @@ class JobRunner:
                         await self._show(active, self._running(active, update.device))
             await self._conclude(active)
         except Exception:
-            # The store keeps the job open: the sweep retries delivering it if it ended, the next start resumes it.
             log.exception("following job %s failed", record.id)
+            if active.job.state in ("queued", "running"):
+                active.job.cancel()
+            await self._break_down(record)
         finally:
             self._active.pop(record.id, None)
+
+    async def _break_down(self, record: JobRecord) -> None:
+        """A job whose following failed on a fault: fail it and tell its requester, as far as the store lets us.
+
+        If even that fails, the store still says the job is open, and the orphan check takes it up.
+        """
+        if record.is_final and record.summary is not None:
+            # The result is stored and recorded: only its delivery failed, which the sweep retries.
+            return
+        record.state, record.error, record.summary = "failed", BROKE_DOWN, None
+        try:
+            await self._store.fail(record.id, "failed", record.error)
+            self._metrics.jobs.labels(record.state).inc()
+            await self.deliver(record)
+        except Exception:
+            log.exception("could not fail job %s either; the orphan check will retry", record.id)
 
     def _running(self, active: ActiveJob, device: str | None) -> Outgoing:
         progress = active.last_progress
@@ -216,20 +260,23 @@ class JobRunner:
         self._metrics.duration.observe(max(0.0, time.time() - record.created_at))
         await self.deliver(record)
 
-    async def _sources(self, record: JobRecord) -> tuple[bytes, bytes]:
+    async def _sources(self, record: JobRecord) -> tuple[Path, Path, float]:
+        """The job's content and style files, and the content's aspect, read off the event loop."""
+        content = self._blobs.source_path(record.content_blob)
+        if record.style_ref.startswith(PRESET_PREFIX):
+            key = record.style_ref[len(PRESET_PREFIX) :]
+            preset = self._presets.get(key)
+            if preset is None:
+                raise SourceMissing(f"the preset `{key}` is no longer offered")
+            style = preset.path
+        else:
+            style = self._blobs.source_path(record.style_ref[len(BLOB_PREFIX) :])
+        max_pixels = self._config.downloads.max_pixels
         try:
-            content = await asyncio.to_thread(self._blobs.source, record.content_blob)
-            if record.style_ref.startswith(PRESET_PREFIX):
-                key = record.style_ref[len(PRESET_PREFIX) :]
-                preset = self._presets.get(key)
-                if preset is None:
-                    raise SourceMissing(f"the preset `{key}` is no longer offered")
-                style = await asyncio.to_thread(lambda: preset.data)
-            else:
-                style = await asyncio.to_thread(self._blobs.source, record.style_ref[len(BLOB_PREFIX) :])
+            aspect = await asyncio.to_thread(_aspect, content, style, max_pixels)
         except FileNotFoundError:
             raise SourceMissing("its source images are no longer stored") from None
-        return content, style
+        return content, style, aspect
 
     # Control
 
@@ -284,21 +331,54 @@ class JobRunner:
     # Restarts
 
     async def resume(self) -> None:
-        """Re-queue every unfinished job in the store and deliver every undelivered answer."""
-        for record in await self._store.open_jobs():
-            if record.id in self._active:
+        """Re-queue every unfinished job in the store and deliver every undelivered answer.
+
+        Then check for orphaned jobs every ``storage.orphan_check_s`` until :meth:`stop`.
+        """
+        await self._take_up(await self._store.open_jobs(), "Resumed after a restart.")
+        if self._orphan_watch is None:
+            self._orphan_watch = asyncio.create_task(self._watch_orphans(), name="orphan-check")
+
+    async def _take_up(self, records: list[JobRecord], note: str) -> None:
+        """Deliver the final answers of ``records`` that have one, and start the others again."""
+        for record in records:
+            if record.id in self._active or record.id in self._submitting or self.stopping:
                 continue
             if record.is_final:
                 self._deliver_later(record)
                 continue
             try:
-                active = await self.submit(record, ["Resumed after a restart."])
+                active = await self.submit(record, [note])
             except (PoolError, SourceMissing) as exc:
-                record.state, record.error = "failed", f"Your job could not be resumed after a restart: {exc}"
+                record.state, record.error = "failed", f"Your job could not be started again: {exc}"
                 await self._store.fail(record.id, "failed", record.error)
                 self._deliver_later(record)
                 continue
             await self.follow(active)
+
+    async def _watch_orphans(self) -> None:
+        interval = self._config.storage.orphan_check_s
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.take_up_orphans(older_than_s=interval)
+            except Exception:
+                log.exception("checking for orphaned jobs failed")
+
+    async def take_up_orphans(self, older_than_s: float) -> None:
+        """Start again (or deliver) open jobs nobody follows that were last changed ``older_than_s`` ago.
+
+        The age keeps a job that is being accepted right now (stored, not yet queued) out of it.
+        """
+        cutoff = time.time() - older_than_s
+        orphans = [
+            record
+            for record in await self._store.open_jobs()
+            if record.updated_at < cutoff and record.id not in self._active and record.id not in self._delivering
+        ]
+        for record in orphans:
+            log.warning("job %s (%s) was left unfollowed; taking it up again", record.id, record.state)
+        await self._take_up(orphans, "Restarted after a problem on my side.")
 
     async def sweep(self) -> None:
         """Periodic upkeep: retry answers that could not be delivered yet, prune old jobs and files."""
@@ -311,12 +391,15 @@ class JobRunner:
             await asyncio.to_thread(self._blobs.delete_results, pruned)
         keep = await self._store.referenced_blobs()
         removed = await asyncio.to_thread(self._blobs.delete_sources_except, keep)
+        removed += await asyncio.to_thread(self._blobs.delete_stale_temporaries)
         if pruned or removed:
-            log.info("pruned %d old jobs and %d unused source images", len(pruned), removed)
+            log.info("pruned %d old jobs and %d unused or temporary files", len(pruned), removed)
 
     async def stop(self, grace_s: float) -> None:
         """Stop taking jobs; let running ones finish for ``grace_s``, then pause everything left."""
         self.stopping = True
+        if self._orphan_watch is not None:
+            self._orphan_watch.cancel()
         for active in list(self._active.values()):
             if active.job.state == "queued":
                 active.pausing = True
@@ -331,3 +414,15 @@ class JobRunner:
         waiting.extend(self._delivering.values())
         if waiting:
             await asyncio.wait(waiting, timeout=self._pool.config.kill_grace_s + 5)
+
+
+def _aspect(content: Path, style: Path, max_pixels: int) -> float:
+    """The content's short side over its long side; raises FileNotFoundError when either file is gone."""
+    if not style.is_file():
+        raise FileNotFoundError(style)
+    try:
+        info = probe_image(content.read_bytes(), max_pixels=max_pixels)
+    except ImageError:
+        # The worker explains what is wrong with the image; the estimate assumes the worst shape.
+        return 1.0
+    return min(info.width, info.height) / max(info.width, info.height)

@@ -3,13 +3,18 @@
 Each public method is a coroutine that runs its SQL on one dedicated thread, so a slow
 disk never stalls the event loop and the single connection is never shared between
 threads.  Every state change is one committed statement: after a crash the database
-says exactly how far each job got.
+says exactly how far each job got.  The file is readable by its owner only (it holds
+interaction tokens); a row that cannot be read back is moved to a quarantine table with
+the reason, rather than stopping the bot; a database error (a full disk...) is raised as
+:class:`StoreFailed`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -21,6 +26,8 @@ from typing import Any, TypeVar
 from bot.jobs import BLOB_PREFIX, FINAL_STATES, DeliveryMode, JobParams, JobRecord, ResultSummary
 
 T = TypeVar("T")
+
+log = logging.getLogger("bot.store")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -59,6 +66,12 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS quarantined_jobs (
+    id TEXT,
+    row TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    quarantined_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS guild_settings (
     guild_id INTEGER PRIMARY KEY,
     allowed_channels TEXT NOT NULL DEFAULT '[]',
@@ -76,6 +89,14 @@ _ADDED_COLUMNS: dict[str, dict[str, str]] = {
 
 # The table above has one column per JobRecord field, under the same name.
 _COLUMNS = [f.name for f in fields(JobRecord)]
+
+
+class StoreFailed(Exception):
+    """A database operation failed (the disk is full, the file is damaged...)."""
+
+
+class StoreUnusable(StoreFailed):
+    """The database cannot be opened; ``str()`` says what to do, for the person running the bot."""
 
 
 @dataclass
@@ -103,15 +124,29 @@ class JobStore:
 
         def connect() -> sqlite3.Connection:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # Owner-only from the first byte; SQLite gives its -wal and -shm files the same mode.
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            os.chmod(path, 0o600)
             db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.executescript(_SCHEMA)
-            _add_missing_columns(db)
+            try:
+                db.row_factory = sqlite3.Row
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                db.executescript(_SCHEMA)
+                _add_missing_columns(db)
+            except sqlite3.DatabaseError as exc:
+                db.close()
+                raise StoreUnusable(
+                    f"the job database {str(path)!r} cannot be used ({exc}); move it aside (the bot then starts "
+                    "with an empty one) or restore it from a backup"
+                ) from None
             return db
 
-        connection = await asyncio.get_running_loop().run_in_executor(executor, connect)
+        try:
+            connection = await asyncio.get_running_loop().run_in_executor(executor, connect)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
         return cls(connection, executor)
 
     async def close(self) -> None:
@@ -119,7 +154,10 @@ class JobStore:
         self._executor.shutdown(wait=True)
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except sqlite3.Error as exc:
+            raise StoreFailed(f"the job database failed: {exc}") from exc
 
     async def _execute(self, sql: str, *args: Any) -> int:
         def run() -> int:
@@ -143,8 +181,39 @@ class JobStore:
         await self._execute(f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({placeholders})", *row)
 
     async def get(self, job_id: str) -> JobRecord | None:
-        rows = await self._query("SELECT * FROM jobs WHERE id = ?", job_id)
-        return _from_row(rows[0]) if rows else None
+        """The job ``job_id``; None if there is none (or its row had to be quarantined)."""
+        records = await self._records("SELECT * FROM jobs WHERE id = ?", job_id)
+        return records[0] if records else None
+
+    async def _records(self, sql: str, *args: Any) -> list[JobRecord]:
+        """The jobs ``sql`` selects; a row that cannot be read is quarantined and left out."""
+
+        def run() -> list[JobRecord]:
+            records = []
+            for row in self._db.execute(sql, args).fetchall():
+                try:
+                    records.append(_from_row(row))
+                except Exception as exc:
+                    self._quarantine(row, exc)
+            return records
+
+        return await self._call(run)
+
+    def _quarantine(self, row: sqlite3.Row, error: Exception) -> None:
+        reason = f"{type(error).__name__}: {error}"
+        log.error("job %r has a row that cannot be read (%s); moved it to the quarantined_jobs table", row["id"], reason)
+        raw = json.dumps({key: row[key] for key in row.keys()}, default=repr)
+        with self._db:
+            self._db.execute(
+                "INSERT INTO quarantined_jobs (id, row, reason, quarantined_at) VALUES (?, ?, ?, ?)",
+                (row["id"], raw, reason, time.time()),
+            )
+            self._db.execute("DELETE FROM jobs WHERE rowid = (SELECT rowid FROM jobs WHERE id IS ? LIMIT 1)", (row["id"],))
+
+    async def quarantined(self) -> list[tuple[str, str]]:
+        """(job id, reason) of every quarantined row, oldest first."""
+        rows = await self._query("SELECT id, reason FROM quarantined_jobs ORDER BY quarantined_at")
+        return [(row["id"], row["reason"]) for row in rows]
 
     async def delete(self, job_id: str) -> None:
         """Forget a job the pool refused: it was never accepted."""
@@ -222,8 +291,17 @@ class JobStore:
 
     async def open_jobs(self) -> list[JobRecord]:
         """Jobs that still owe their requester something: unfinished, or finished but not delivered."""
-        rows = await self._query("SELECT * FROM jobs WHERE delivery IN ('pending', 'sending') ORDER BY created_at")
-        return [_from_row(row) for row in rows]
+        return await self._records("SELECT * FROM jobs WHERE delivery IN ('pending', 'sending') ORDER BY created_at")
+
+    async def user_files(self, user_id: int) -> tuple[set[str], list[str]]:
+        """What ``user_id`` keeps on disk: the source image keys of their jobs and saved style, and their job ids."""
+        rows = await self._query("SELECT id, content_blob, style_ref FROM jobs WHERE user_id = ?", user_id)
+        keys = {row["blob"] for row in await self._query("SELECT blob FROM user_styles WHERE user_id = ?", user_id)}
+        for row in rows:
+            keys.add(row["content_blob"])
+            if row["style_ref"].startswith(BLOB_PREFIX):
+                keys.add(row["style_ref"][len(BLOB_PREFIX) :])
+        return keys, [row["id"] for row in rows]
 
     async def count_by_state(self) -> dict[str, int]:
         rows = await self._query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")

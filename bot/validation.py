@@ -16,7 +16,7 @@ from bot.formatting import format_bytes
 from bot.jobs import SEED_MAX, STYLE_STRENGTH_RANGE, JobParams, new_seed
 from bot.presets import PresetCatalogue
 from nst_engine.errors import ImageError
-from nst_engine.imageio import ImageInfo, check_dimensions, decode_image, probe_image
+from nst_engine.imageio import ImageInfo, check_dimensions, decode_with_info
 
 if TYPE_CHECKING:
     import discord
@@ -90,13 +90,19 @@ def check_attachment(info: AttachmentInfo, role: str, config: Config) -> None:
 
 
 def check_image(data: bytes, role: str, filename: str, config: Config) -> ImageInfo:
-    """Decode the downloaded bytes fully under the pixel cap; slow, so run it in a thread."""
+    """Decode the downloaded bytes fully under the pixel cap, reading their facts in the same pass.
+
+    Slow, so run it in a thread.
+    """
     try:
-        info = probe_image(data)
-        decode_image(data, max_pixels=config.downloads.max_pixels)
+        return decode_with_info(data, max_pixels=config.downloads.max_pixels)[1]
     except ImageError as exc:
-        raise Rejection(f"{_label(role, filename)}: {exc}") from None
-    return info
+        raise image_refused(role, filename, exc) from None
+
+
+def image_refused(role: str, filename: str, error: ImageError) -> Rejection:
+    """The refusal for a downloaded attachment that is not an image we can use."""
+    return Rejection(f"{_label(role, filename)}: {error}")
 
 
 def download_failed(role: str, filename: str, error: DownloadError) -> Rejection:

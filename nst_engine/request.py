@@ -6,6 +6,7 @@ its callers: they pickle across process boundaries and carry no torch objects.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -16,6 +17,8 @@ Init = Literal["content", "noise", "style"]
 ColorMode = Literal["none", "luminance", "histogram"]
 Quality = Literal["fast", "balanced", "high"]
 Pooling = Literal["max", "avg"]
+ImageSource = bytes | os.PathLike[str]
+"""An encoded image (PNG/JPEG/...): its bytes, or a file holding them, read where the job runs."""
 
 DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
 DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -25,13 +28,14 @@ DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4
 class StyleRequest:
     """One style-transfer job.
 
-    Images travel as encoded bytes (PNG/JPEG/...) so a request is small, picklable and
-    decoded, with the pixel cap, where it runs. ``size`` and ``steps`` left as ``None``
+    Images travel as encoded bytes (PNG/JPEG/...), or as paths to files holding them, so a
+    request is small, picklable and decoded, with the pixel cap, where it runs; a path keeps
+    a queued request to a few bytes, the file being read only when the job starts. ``size`` and ``steps`` left as ``None``
     take the values of ``quality``'s preset.
     """
 
-    content: bytes
-    styles: tuple[bytes, ...]
+    content: ImageSource
+    styles: tuple[ImageSource, ...]
     style_blend: tuple[float, ...] | None = None
     quality: Quality = "balanced"
     size: int | None = None

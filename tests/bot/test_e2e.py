@@ -118,7 +118,6 @@ async def test_presets_autocomplete_and_run(world):
 
 async def test_each_bad_request_gets_its_own_ephemeral_message(world):
     fake = world.fake
-    user = world.user()
     png = world.images.content
     truncated = bad_input("png_truncated_half")
     html = bad_input("html_as_png")
@@ -149,7 +148,8 @@ async def test_each_bad_request_gets_its_own_ephemeral_message(world):
         ({"preset": "mona_lisa"}, "no preset called `mona_lisa`"),
     ]
     for options, words in cases:
-        interaction = await stylize(fake, user, content=png, **options)
+        # A request refused after its download costs a cooldown: each case comes from its own user.
+        interaction = await stylize(fake, world.user(), content=png, **options)
         assert interaction.ack_type == 5
         message = await refusal(interaction)
         assert words in message, f"{options}: {message}"

@@ -96,7 +96,7 @@ REFUSED_END_TO_END = {
     "png_truncated_half": "truncated or corrupt",
     "jpeg_truncated_scan_start": "truncated or corrupt",
     "png_bomb_30000": "decompression bomb",
-    "webp_huge_header": "decompression bomb",
+    "webp_huge_header": "megapixels",
     "jpeg_scan_bomb": "more than 100 scans",
     "png_1x10000": "too thin to style",
     "eps": "of type `application/postscript`",
