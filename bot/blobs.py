@@ -10,6 +10,7 @@ synchronous: call them through ``asyncio.to_thread``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -124,5 +125,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        # Where the write failed, removing may fail too (the folder is gone): the first error is the one to see.
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
         raise

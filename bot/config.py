@@ -20,6 +20,8 @@ from typing import Any
 import yarl
 
 from bot.presets import BUNDLED
+from nst_engine.errors import ImageError
+from nst_engine.imageio import decode_image
 from nst_engine.presets import QUALITY_PRESETS
 
 QUALITIES: tuple[str, ...] = ("fast", "balanced", "high")
@@ -365,6 +367,10 @@ def _check_cross_field(config: Config) -> None:
             raise ConfigError(f"presets.extra.{name}: clashes with the bundled preset of that name")
         if not Path(path).is_file():
             raise ConfigError(f"presets.extra.{name}: file {path!r} does not exist")
+        try:
+            decode_image(Path(path), max_pixels=config.downloads.max_pixels)
+        except ImageError as exc:
+            raise ConfigError(f"presets.extra.{name}: {path!r} is not an image I can use as a style: {exc}") from None
 
 
 def load_token(config: Config, environ: typing.Mapping[str, str] = os.environ) -> str:

@@ -40,7 +40,7 @@ from bot.render import (
     result_message,
     running_message,
 )
-from bot.store import JobStore
+from bot.store import JobStore, StoreFailed
 from nst_engine.errors import ImageError
 from nst_engine.imageio import encode_image, probe_image
 from nst_engine.pool import Job, Pool, PoolClosed, PoolError
@@ -151,8 +151,8 @@ class JobRunner:
         Never raises: a job that was submitted is followed whatever happens to its first message.
         """
         record, job = active.record, active.job
-        message = queued_message(record, self.style_label(record), job.position, job.eta, active.notes)
         try:
+            message = queued_message(record, self.style_label(record), job.position, job.eta, active.notes)
             if record.status_message_id is None:
                 await self._delivery.post_status(record, message)
             else:
@@ -193,8 +193,11 @@ class JobRunner:
                         last_edit = now
                         await self._show(active, self._running(active, update.device))
             await self._conclude(active)
-        except Exception:
-            log.exception("following job %s failed", record.id)
+        except Exception as exc:
+            if isinstance(exc, (OSError, StoreFailed)):
+                log.error("following job %s failed on a storage fault: %s", record.id, exc)
+            else:
+                log.exception("following job %s failed", record.id)
             if active.job.state in ("queued", "running"):
                 active.job.cancel()
             await self._break_down(record)
@@ -214,8 +217,8 @@ class JobRunner:
             await self._store.fail(record.id, "failed", record.error)
             self._metrics.jobs.labels(record.state).inc()
             await self.deliver(record)
-        except Exception:
-            log.exception("could not fail job %s either; the orphan check will retry", record.id)
+        except Exception as exc:
+            log.error("could not fail job %s either (%s); the orphan check will retry", record.id, exc)
 
     def _running(self, active: ActiveJob, device: str | None) -> Outgoing:
         progress = active.last_progress

@@ -3,7 +3,7 @@
 Used by the hardening tests and by ``benchmarks/hostile_load.py``. Every builder is
 deterministic and fast (the largest file, about 12 MB, takes well under a second).
 
-- :func:`gif_many_frames`: a real 1x1 GIF followed by ~10⁶ empty frames (Pillow walks them all to count).
+- :func:`gif_many_frames`: a real 32x32 GIF followed by ~10⁶ empty frames (Pillow walks them all to count).
 - :func:`png_many_chunks`: a real 1x1 PNG with ~10⁶ private (or ``tEXt``) chunks before its image data.
 - :func:`apng_huge_frame_count`: a 2-frame APNG whose ``acTL`` declares 2³¹-1 frames.
 - :func:`webp_huge_canvas`: an animated WebP whose canvas is 16384x16384 (1 GiB of RGBA if allocated).
@@ -31,8 +31,8 @@ def _save(image: Image.Image, fmt: str, **options: object) -> bytes:
 
 
 def gif_many_frames(frames: int = MILLION) -> bytes:
-    """A valid red 1x1 GIF followed by ``frames`` empty frames (12 bytes each) before its trailer."""
-    base = _save(Image.new("RGB", (1, 1), (255, 0, 0)), "GIF")
+    """A valid red 32x32 GIF followed by ``frames`` empty frames (12 bytes each) before its trailer."""
+    base = _save(Image.new("RGB", (32, 32), (255, 0, 0)), "GIF")
     assert base.endswith(b"\x3b")
     empty = b"\x2c" + struct.pack("<HHHH", 0, 0, 1, 1) + b"\x00" + b"\x02" + b"\x00"
     return base[:-1] + empty * frames + b"\x3b"

@@ -11,9 +11,11 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from bot.config import Config, ConfigError, load_config, load_token, parse_config
 from nst_engine.presets import QUALITY_PRESETS
+from tests.hostile_files import png_16mp
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 
@@ -119,10 +121,22 @@ def test_quality_zero_takes_the_engine_preset_and_values_override():
 
 
 def test_extra_presets_resolve_relative_to_the_config(tmp_path):
-    (tmp_path / "mine.jpg").write_bytes(b"jpeg")
+    Image.new("RGB", (32, 24), (10, 20, 30)).save(tmp_path / "mine.jpg")
     path = tmp_path / "config.toml"
     path.write_text('[presets.extra]\nmine = "mine.jpg"\n')
     assert load_config(path).presets.extra == {"mine": str(tmp_path / "mine.jpg")}
+
+
+def test_an_extra_preset_that_is_not_a_usable_image_is_refused_at_start(tmp_path):
+    (tmp_path / "notes.jpg").write_text("these are my notes, not a painting")
+    (tmp_path / "huge.png").write_bytes(png_16mp("LA"))
+    path = tmp_path / "config.toml"
+    path.write_text('[downloads]\nmax_pixels = 1000000\n[presets.extra]\nnotes = "notes.jpg"\n')
+    with pytest.raises(ConfigError, match=r"presets\.extra\.notes: .*notes\.jpg.* not an image I can use"):
+        load_config(path)
+    path.write_text('[downloads]\nmax_pixels = 1000000\n[presets.extra]\nhuge = "huge.png"\n')
+    with pytest.raises(ConfigError, match=r"presets\.extra\.huge: .*megapixels"):
+        load_config(path)
 
 
 def test_token_comes_from_env_then_env_file_then_config_file(tmp_path):
