@@ -153,6 +153,7 @@ async def test_each_bad_request_gets_its_own_ephemeral_message(world):
         assert interaction.ack_type == 5
         message = await refusal(interaction)
         assert words in message, f"{options}: {message}"
+    user = world.user()
     with pytest.raises(InvalidInvocation, match="size"):
         # The size range is the configured one, so Discord's client refuses the value before sending it.
         await fake.invoke_command("stylize", {"content": png, "style": world.images.style, "size": 4000}, user=user)
