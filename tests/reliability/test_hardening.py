@@ -1,7 +1,7 @@
 """Hostile files and faults against the real bot on the fake Discord: bounded work, clear answers, no stuck job.
 
 One bot serves the module: 20 MiB uploads and 16 megapixels allowed (the defaults), two jobs
-per user, a 5 s cooldown, and an orphan check every second.
+per user, a 60 s cooldown, and an orphan check every second.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
 OVERRIDES = {
     "downloads": {"max_bytes": 20 * 1024 * 1024, "max_pixels": 16_000_000, "timeout_s": 20.0},
-    "limits": {"max_jobs_per_user": 2, "cooldown_s": 5.0, "queue_size": 16},
+    "limits": {"max_jobs_per_user": 2, "cooldown_s": 60.0, "queue_size": 16},
     "storage": {"orphan_check_s": 1.0},
 }
 
