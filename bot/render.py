@@ -7,7 +7,9 @@ build fresh :class:`discord.File` objects from the same bytes.
 
 from __future__ import annotations
 
+import datetime
 import io
+import time
 from dataclasses import dataclass, field
 
 import discord
@@ -46,6 +48,18 @@ class Outgoing:
         return discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(self.mention)])
 
 
+def requester_line(record: JobRecord) -> str:
+    """Who asked for the job (a mention inside an embed names without notifying)."""
+    return f"Requested by <@{record.user_id}>"
+
+
+def eta(seconds: float, now: float | None = None) -> str:
+    """A moment ``seconds`` from now as a Discord relative timestamp, which every client counts down by itself, in
+    its user's language."""
+    at = datetime.datetime.fromtimestamp((time.time() if now is None else now) + seconds, tz=datetime.UTC)
+    return discord.utils.format_dt(at, "R")
+
+
 def describe_params(params: JobParams, style_label: str) -> str:
     """One line of settings: style, quality, size, strength, colours, seed."""
     parts = [
@@ -71,14 +85,22 @@ def job_footer(record: JobRecord) -> str:
     return f"Job {record.id[:8]}"
 
 
-def queued_message(record: JobRecord, style_label: str, position: int, eta: float | None, notes: list[str]) -> Outgoing:
-    """Waiting in the queue: position and, when known, how long until it starts."""
+def queued_message(
+    record: JobRecord,
+    style_label: str,
+    position: int,
+    wait: float | None,
+    notes: list[str],
+    *,
+    now: float | None = None,
+) -> Outgoing:
+    """Waiting in the queue: position and, when known, when it should start (a countdown in the client)."""
     if position <= 1:
         where = "Next in line"
     else:
         where = f"Position **{position}** in the queue"
-    when = f" · starts in about {format_duration(eta)}" if eta is not None else ""
-    lines = [f"{where}{when}", describe_params(record.params, style_label), *notes]
+    when = f" · starts {eta(wait, now)}" if wait is not None else ""
+    lines = [f"{where}{when}", requester_line(record), describe_params(record.params, style_label), *notes]
     embed = discord.Embed(title="⏳ Queued", description="\n".join(lines), colour=QUEUED_COLOUR)
     embed.set_footer(text=job_footer(record))
     return Outgoing(embed=embed, view=running_view(record.id))
@@ -92,8 +114,9 @@ def running_message(
     device: str | None,
     elapsed: float,
     notes: list[str],
+    now: float | None = None,
 ) -> Outgoing:
-    """Running: progress bar, iteration, current losses and, when there is one, a preview."""
+    """Running: progress bar, iteration, current losses, when it should end and, when there is one, a preview."""
     lines = []
     if progress is None:
         lines.append(f"`{progress_bar(0, 1)}`")
@@ -103,10 +126,11 @@ def running_message(
         remaining = ""
         if progress.iteration > 0 and elapsed > 0:
             left = elapsed * (progress.total - progress.iteration) / progress.iteration
-            remaining = f" · about {format_duration(left)} left"
+            remaining = f" · done {eta(left, now)}"
         on_device = f" · on {device}" if device else ""
         lines.append(f"Iteration **{progress.iteration}** / {progress.total}{on_device}{remaining}")
         lines.append(loss_line(progress.losses))
+    lines.append(requester_line(record))
     lines.append(describe_params(record.params, style_label))
     lines.extend(notes)
     embed = discord.Embed(title="🖌️ Stylising", description="\n".join(lines), colour=RUNNING_COLOUR)
@@ -125,10 +149,18 @@ def result_message(
     image: tuple[str, bytes],
     *,
     mention: bool,
+    spoiler: bool = False,
 ) -> Outgoing:
-    """The finished image with its loss summary and the follow-up buttons."""
+    """The finished image with its loss summary and the follow-up buttons.
+
+    With ``spoiler`` the image is a plain attachment marked as a spoiler (an embed's image
+    cannot be hidden), so members choose to reveal it.
+    """
     name, data = image
-    description = f"{describe_params(record.params, style_label)}\n```\n{loss_table(summary.losses)}\n```"
+    description = (
+        f"{requester_line(record)}\n{describe_params(record.params, style_label)}\n"
+        f"```\n{loss_table(summary.losses)}\n```"
+    )
     embed = discord.Embed(title=DONE_TITLE, description=description, colour=DONE_COLOUR)
     embed.add_field(name="Iterations", value=str(summary.evaluations))
     embed.add_field(name="Size", value=f"{summary.width}×{summary.height}")
@@ -136,7 +168,10 @@ def result_message(
     embed.add_field(name="Device", value=summary.device)
     embed.add_field(name="Seed", value=str(summary.seed))
     embed.add_field(name="Weights", value=summary.weights)
-    embed.set_image(url=f"attachment://{name}")
+    if spoiler:
+        name = f"SPOILER_{name}"
+    else:
+        embed.set_image(url=f"attachment://{name}")
     fmt = name.rsplit(".", 1)[-1].upper()
     embed.set_footer(text=f"{job_footer(record)} · {fmt}, {format_bytes(len(data))}")
     content = f"<@{record.user_id}>, your image is ready." if mention else None
@@ -151,7 +186,7 @@ def result_message(
 
 def failed_message(record: JobRecord, error: str, *, mention: bool) -> Outgoing:
     """A job that could not finish, with the reason."""
-    embed = discord.Embed(title=FAILED_TITLE, description=error, colour=FAILED_COLOUR)
+    embed = discord.Embed(title=FAILED_TITLE, description=f"{requester_line(record)}\n{error}", colour=FAILED_COLOUR)
     embed.set_footer(text=job_footer(record))
     content = f"<@{record.user_id}>, your job could not be finished." if mention else None
     return Outgoing(embed=embed, content=content, mention=record.user_id if mention else None)
@@ -159,7 +194,9 @@ def failed_message(record: JobRecord, error: str, *, mention: bool) -> Outgoing:
 
 def cancelled_message(record: JobRecord, reason: str, *, mention: bool) -> Outgoing:
     """A job stopped on purpose (by its requester, a moderator, or the bot)."""
-    embed = discord.Embed(title=CANCELLED_TITLE, description=reason, colour=CANCELLED_COLOUR)
+    embed = discord.Embed(
+        title=CANCELLED_TITLE, description=f"{requester_line(record)}\n{reason}", colour=CANCELLED_COLOUR
+    )
     embed.set_footer(text=job_footer(record))
     content = f"<@{record.user_id}>, your job was cancelled." if mention else None
     return Outgoing(embed=embed, content=content, mention=record.user_id if mention else None)
@@ -178,7 +215,7 @@ def paused_message(record: JobRecord, style_label: str) -> Outgoing:
     """Shown when the bot shuts down with this job unfinished: it is kept and resumes on restart."""
     description = (
         "The bot is restarting. Your job is saved and will continue as soon as it is back.\n"
-        + describe_params(record.params, style_label)
+        + f"{requester_line(record)}\n{describe_params(record.params, style_label)}"
     )
     embed = discord.Embed(title="⏸️ Paused", description=description, colour=PAUSED_COLOUR)
     embed.set_footer(text=job_footer(record))

@@ -306,10 +306,12 @@ class JobRunner:
                 if channel_limit < record.upload_limit:
                     channel_image = await asyncio.to_thread(fit_upload, png, channel_limit, stem)
                 summary, label = record.summary, self.style_label(record)
+                settings = await self._store.guild_settings(record.guild_id) if record.guild_id else None
+                spoiler = bool(settings and settings.spoilers)
                 await self._delivery.deliver(
                     record,
                     lambda mention: result_message(
-                        record, label, summary, channel_image if mention else image, mention=mention
+                        record, label, summary, channel_image if mention else image, mention=mention, spoiler=spoiler
                     ),
                     ready_ping(record),
                 )

@@ -6,6 +6,7 @@ durable store by job id (see :mod:`bot.views`).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -24,8 +25,35 @@ async def handle_job_button(bot: NSTBot, action: str, job_id: str, interaction: 
     """Dispatch a press of one of our buttons."""
     if action == "cancel":
         await _cancel(bot, job_id, interaction)
+    elif action == "delete":
+        await _delete(bot, job_id, interaction)
     else:
         await _derive(bot, action, job_id, interaction)
+
+
+async def _delete(bot: NSTBot, job_id: str, interaction: discord.Interaction) -> None:
+    """Delete a result message and the job's stored images: for the requester and members with Manage Messages."""
+    record = await bot.store.get(job_id)
+    owner = record.user_id if record is not None else None
+    if owner != interaction.user.id and not interaction.permissions.manage_messages:
+        who = f"<@{owner}>, who asked for it," if owner else "the member who asked for it"
+        await interaction.response.send_message(
+            f"Only {who} or a moderator can delete this result.",
+            ephemeral=True,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        return
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    if interaction.message is not None:
+        try:
+            await interaction.message.delete()
+        except discord.NotFound:
+            pass
+    if record is not None:
+        await bot.store.delete(job_id)
+        await asyncio.to_thread(bot.blobs.delete_results, [job_id])
+        # Its source images go at the next clean-up, unless another job or a saved style still uses them.
+    await interaction.edit_original_response(content="🗑️ Deleted the result and its stored images.")
 
 
 async def _cancel(bot: NSTBot, job_id: str, interaction: discord.Interaction) -> None:
@@ -78,6 +106,12 @@ async def _derive(bot: NSTBot, action: str, job_id: str, interaction: discord.In
                 "This result is too old: its images are no longer kept. Please run /stylize again.", "expired"
             )
         settings = await bot.intake.gate(interaction)
+        if settings is not None and settings.owner_only_buttons and interaction.user.id != source.user_id:
+            raise Refusal(
+                f"On this server only <@{source.user_id}>, who asked for this image, can use its buttons. "
+                "Use /stylize or the right-click menus (Apps) to make your own.",
+                "owner_only",
+            )
         params, notes = cap_to_server(derive_params(source.params, action), settings, bot.config)
         record = bot.intake.new_record(
             interaction, params, source.content_blob, source.style_ref, received_at, parent_id=source.id

@@ -34,7 +34,12 @@ def describe(current: GuildSettings) -> str:
     """The settings of one server, as shown after every change."""
     channels = ", ".join(f"<#{channel}>" for channel in current.allowed_channels) or "every channel"
     quality = current.max_quality or "high (no limit)"
-    return f"**Channels:** {channels}\n**Highest quality:** {quality}"
+    buttons = "only the member who asked" if current.owner_only_buttons else "everyone"
+    spoilers = "yes" if current.spoilers else "no"
+    return (
+        f"**Channels:** {channels}\n**Highest quality:** {quality}\n"
+        f"**Re-run and remix buttons:** {buttons}\n**Results as spoilers:** {spoilers}"
+    )
 
 
 async def _load(interaction: discord.Interaction) -> tuple[NSTBot, GuildSettings]:
@@ -85,3 +90,22 @@ async def max_quality(interaction: discord.Interaction, quality: Literal["fast",
     bot, current = await _load(interaction)
     current.max_quality = None if quality == "high" else quality
     await _save(interaction, bot, current, f"The highest quality is now **{quality}**.")
+
+
+@settings.command(name="buttons", description="Who may use the re-run and remix buttons under a result")
+@app_commands.describe(who="owner: only the member who asked for the image (default); everyone: any member")
+async def buttons(interaction: discord.Interaction, who: Literal["owner", "everyone"]) -> None:
+    bot, current = await _load(interaction)
+    current.owner_only_buttons = who == "owner"
+    note = "Only the member who asked for an image can use its buttons." if who == "owner" else (
+        "Every member can use the buttons under a result."
+    )
+    await _save(interaction, bot, current, note)
+
+
+@settings.command(name="spoilers", description="Post finished images as spoilers (blurred until clicked)")
+@app_commands.describe(enabled="true: results are hidden behind a spoiler; false: shown directly (default)")
+async def spoilers(interaction: discord.Interaction, enabled: bool) -> None:
+    bot, current = await _load(interaction)
+    current.spoilers = enabled
+    await _save(interaction, bot, current, "Results are posted as spoilers." if enabled else "Results are shown directly.")

@@ -19,6 +19,7 @@ from tests.bot.harness import (
     accepted_status,
     add_images,
     bot_fake_discord,
+    job_prefix,
     refusal,
     wait_title,
     write_config,
@@ -30,10 +31,11 @@ pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
 
 class World:
-    def __init__(self, fake: FakeDiscord, bot: BotProcess, images: Images) -> None:
+    def __init__(self, fake: FakeDiscord, bot: BotProcess, images: Images, folder) -> None:
         self.fake = fake
         self.bot = bot
         self.images = images
+        self.folder = folder
         self._users = 0
 
     def user(self, permissions: object = None):
@@ -50,7 +52,7 @@ async def world(tmp_path_factory, images_dir):
         try:
             await bot.wait_ready(fake)
             await fake.wait_for_command("stylize")
-            yield World(fake, bot, add_images(fake, images_dir))
+            yield World(fake, bot, add_images(fake, images_dir), folder)
             assert await bot.terminate() == 0, bot.log()[-3000:]
         finally:
             await bot.kill()
@@ -245,3 +247,58 @@ async def test_several_images_ask_which_and_no_saved_style_offers_presets(world)
     nothing = fake.post_message("no pictures here")
     answer = await (await fake.invoke_message_command("Use as style", nothing, user=user)).wait_original()
     assert answer.ephemeral and "has no image" in answer.content
+
+
+async def _finished(world: World, user, **options) -> object:
+    options = {"content": world.images.content, "preset": "starry_night", "quality": "fast", **options}
+    status = await accepted_status(await world.fake.invoke_command("stylize", options, user=user))
+    await wait_title(world.fake, status, DONE_TITLE)
+    return status
+
+
+def _stored_result(world: World, status) -> list:
+    return list((world.folder / "data").rglob(f"{job_prefix(status)}*.png"))
+
+
+async def test_delete_is_for_the_requester_and_moderators(world):
+    fake = world.fake
+    owner, stranger = world.user(), world.user()
+    moderator = world.user(permissions=["manage_messages"])
+    mine = await _finished(world, owner)
+    assert _stored_result(world, mine), "the finished image is stored (for the buttons)"
+
+    refused = await fake.press_button(mine, label="Delete", user=stranger)
+    answer = await refused.wait_original()
+    assert answer.ephemeral and "or a moderator can delete this result" in answer.content
+    assert not mine.deleted
+
+    deleted = await fake.press_button(mine, label="Delete", user=owner)
+    assert "Deleted" in (await deleted.wait_original(lambda m: not m.loading)).content
+    assert mine.deleted and _stored_result(world, mine) == []
+
+    theirs = await _finished(world, world.user())
+    await (await fake.press_button(theirs, label="Delete", user=moderator)).wait_original(lambda m: not m.loading)
+    assert theirs.deleted and _stored_result(world, theirs) == []
+
+
+async def test_results_name_their_requester_buttons_are_the_owners_and_spoilers_are_a_switch(world):
+    fake = world.fake
+    owner, other = world.user(), world.user()
+    status = await _finished(world, owner)
+    assert f"Requested by <@{owner.id}>" in status.text
+    assert all(f"Requested by <@{owner.id}>" in v.embeds[0]["description"] for v in status.history if v.embeds)
+
+    refused = await fake.press_button(status, label="Re-run (new seed)", user=other)
+    assert f"only <@{owner.id}>, who asked for this image, can use its buttons" in await refusal(refused)
+    try:
+        assert "everyone" in await _settings(world, "buttons", who="everyone")
+        again = await fake.press_button(status, label="Re-run (new seed)", user=other)
+        await wait_title(fake, await accepted_status(again), DONE_TITLE)
+
+        assert "spoilers" in await _settings(world, "spoilers", enabled=True)
+        hidden = await _finished(world, world.user())
+        assert hidden.attachments[0].filename.startswith("SPOILER_")
+        assert "image" not in hidden.embeds[0], "an embed's image would show through the spoiler"
+    finally:
+        await _settings(world, "buttons", who="owner")
+        await _settings(world, "spoilers", enabled=False)

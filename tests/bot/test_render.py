@@ -23,6 +23,7 @@ from nst_engine.imageio import encode_image
 from nst_engine.request import LossSummary, LossTerms, Progress
 
 USER = 4242
+NOW = 1_800_000_000.0
 
 
 def _record(**params) -> JobRecord:
@@ -82,18 +83,20 @@ def test_loss_table_lists_every_term_initial_to_final():
 
 def test_queued_and_running_messages_show_position_progress_and_preview():
     record = _record()
-    queued = queued_message(record, "The Starry Night", position=3, eta=75, notes=["a note"])
+    queued = queued_message(record, "The Starry Night", position=3, wait=75, notes=["a note"])
     assert "Position **3**" in queued.embed.description
-    assert "1 min 15 s" in queued.embed.description
+    assert f"starts <t:{int(NOW) + 75}:R>" in queued_message(record, "x", 3, 75, [], now=NOW).embed.description
+    assert f"Requested by <@{USER}>" in queued.embed.description
     assert "a note" in queued.embed.description
     assert [item.custom_id for item in queued.view.children] == [f"nst:cancel:{record.id}"]
 
     losses = LossTerms(content=1.0, style=2.0, tv=0.0, total=3.0)
     progress = Progress(iteration=50, total=200, losses=losses, preview=b"png-bytes")
-    running = running_message(record, "The Starry Night", progress, device="cpu", elapsed=10.0, notes=[])
+    running = running_message(record, "The Starry Night", progress, device="cpu", elapsed=10.0, notes=[], now=NOW)
     assert "25%" in running.embed.description
     assert "Iteration **50** / 200" in running.embed.description
-    assert "about 30 s left" in running.embed.description
+    assert f"done <t:{int(NOW) + 30}:R>" in running.embed.description, "a countdown each client keeps moving"
+    assert f"Requested by <@{USER}>" in running.embed.description
     assert running.files == [("preview.png", b"png-bytes")]
     assert running.embed.image.url == "attachment://preview.png"
     assert running.mention is None
@@ -119,7 +122,13 @@ def test_result_message_has_image_summary_and_buttons():
     assert "colours preserved" in embed.description
     assert embed.footer.text.startswith(job_footer(record))
     assert message.content is None and message.mention is None
-    assert len(message.view.children) == 4
+    assert [item.custom_id.split(":")[1] for item in message.view.children] == [
+        "rerun", "more", "less", "colors", "delete"
+    ]
+    assert f"Requested by <@{USER}>" in embed.description
+
+    hidden = result_message(record, "x", _summary(), ("out.png", b"x"), mention=False, spoiler=True)
+    assert hidden.files[0][0] == "SPOILER_out.png" and hidden.embed.image.url is None, "an embed image cannot hide"
 
     mentioned = result_message(record, "x", _summary(), ("out.png", b"x"), mention=True)
     assert mentioned.content.startswith(f"<@{USER}>")
@@ -130,7 +139,7 @@ def test_result_message_has_image_summary_and_buttons():
 def test_failed_and_cancelled_messages_say_why_and_drop_the_buttons():
     record = _record()
     failed = failed_message(record, "The worker crashed.", mention=False)
-    assert failed.embed.description == "The worker crashed." and failed.view is None
+    assert failed.embed.description == f"Requested by <@{USER}>\nThe worker crashed." and failed.view is None
     cancelled = cancelled_message(record, "Cancelled by its requester.", mention=True)
     assert cancelled.embed.title in FINAL_TITLES and cancelled.content.startswith(f"<@{USER}>")
 
