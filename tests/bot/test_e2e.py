@@ -34,6 +34,7 @@ from tests.fake_discord import CdnFault, CommandNotPermitted, FakeDiscord, Inval
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
 RUNNING_TITLE = "🖌️ Stylising"
+DEFAULT_SWITCHES = "\n**Re-run and remix buttons:** only the member who asked\n**Results as spoilers:** no"
 CANCELLED_TITLE = "🛑 Cancelled"
 
 
@@ -337,14 +338,14 @@ async def test_presets_and_the_settings_shown_listed_and_removed(world):
         assert answer.ephemeral
         return answer.content
 
-    assert await settings("show") == "**Channels:** every channel\n**Highest quality:** high (no limit)"
+    assert await settings("show") == "**Channels:** every channel\n**Highest quality:** high (no limit)" + DEFAULT_SWITCHES
     kept, dropped = fake.add_channel("kept"), fake.add_channel("dropped")
     await settings("allow-channel", {"channel": kept})
     await settings("allow-channel", {"channel": dropped})
     assert f"**Channels:** <#{kept.id}>, <#{dropped.id}>" in await settings("show")
     removed = await settings("remove-channel", {"channel": dropped})
     assert f"<#{dropped.id}> is no longer on the list." in removed
-    assert await settings("show") == f"**Channels:** <#{kept.id}>\n**Highest quality:** high (no limit)"
+    assert await settings("show") == f"**Channels:** <#{kept.id}>\n**Highest quality:** high (no limit)" + DEFAULT_SWITCHES
     try:
         there = await fake.invoke_command(
             "stylize", {"content": world.images.content, "preset": "starry_night"}, user=world.user(), channel=dropped
@@ -352,4 +353,4 @@ async def test_presets_and_the_settings_shown_listed_and_removed(world):
         assert f"not enabled in this channel. Try <#{kept.id}>." in await refusal(there)
     finally:
         await settings("all-channels")
-    assert await settings("show") == "**Channels:** every channel\n**Highest quality:** high (no limit)"
+    assert await settings("show") == "**Channels:** every channel\n**Highest quality:** high (no limit)" + DEFAULT_SWITCHES
