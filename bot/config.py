@@ -120,6 +120,7 @@ class DownloadConfig:
         lambda: ["cdn.discordapp.com", "media.discordapp.net"], _each(_host_name), factory=True
     )
     allowed_schemes: list[str] = _checked(lambda: ["https"], _each(_one_of("https", "http")), factory=True)
+    allow_explicit_port: bool = False
     content_types: list[str] = field(
         default_factory=lambda: ["image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp"]
     )

@@ -1,6 +1,8 @@
 """Fetching attachments from Discord's CDN, and nothing else.
 
-The URL must use an allowed scheme and host; redirects are refused (a redirect could
+The URL must be well formed, use an allowed scheme and host on the scheme's default port
+(unless ``downloads.allow_explicit_port``, for a local test server), and carry no user
+name or password; redirects are refused (a redirect could
 point anywhere); the byte cap is enforced while streaming, so neither a lying
 Content-Length nor a body larger than the attachment's declared size gets through; and
 the whole download has a time limit, so a server that trickles bytes cannot hold a job.
@@ -17,6 +19,7 @@ from bot.config import DownloadConfig
 from bot.formatting import format_bytes
 
 _CHUNK = 64 * 1024
+_DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
 class DownloadError(Exception):
@@ -24,10 +27,18 @@ class DownloadError(Exception):
 
 
 def check_url(url: str, limits: DownloadConfig) -> yarl.URL:
-    """Parse ``url`` and make sure it points at an allowed host over an allowed scheme."""
-    parsed = yarl.URL(url)
+    """Parse ``url`` and make sure it points at an allowed host over an allowed scheme and port."""
+    try:
+        parsed = yarl.URL(url)
+        port = parsed.explicit_port
+    except (ValueError, TypeError):
+        raise DownloadError("its address is not a valid URL") from None
     if parsed.scheme not in limits.allowed_schemes or (parsed.host or "").lower() not in limits.allowed_hosts:
         raise DownloadError("it is not hosted on Discord's CDN, so I will not fetch it")
+    if parsed.user is not None or parsed.password is not None:
+        raise DownloadError("its address carries a user name or password, which Discord's CDN never uses")
+    if port is not None and port != _DEFAULT_PORTS.get(parsed.scheme) and not limits.allow_explicit_port:
+        raise DownloadError(f"its address names port {port}, which Discord's CDN never uses")
     return parsed
 
 

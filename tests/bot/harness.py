@@ -68,6 +68,7 @@ def write_config(folder: Path, fake: FakeDiscord, overrides: dict[str, dict[str,
         "downloads": {
             "allowed_hosts": ["127.0.0.1"],
             "allowed_schemes": ["http"],
+            "allow_explicit_port": True,
             "max_bytes": 300_000,
             "timeout_s": 3.0,
             "max_pixels": 1_000_000,

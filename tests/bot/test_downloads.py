@@ -69,8 +69,36 @@ async def server():
 
 
 LIMITS = parse_config(
-    {"downloads": {"allowed_hosts": ["127.0.0.1"], "allowed_schemes": ["http"], "max_bytes": 50_000, "timeout_s": 0.5}}
+    {
+        "downloads": {
+            "allowed_hosts": ["127.0.0.1"],
+            "allowed_schemes": ["http"],
+            "allow_explicit_port": True,
+            "max_bytes": 50_000,
+            "timeout_s": 0.5,
+        }
+    }
 ).downloads
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("https://cdn.discordapp.com:8443/attachments/1/2/a.png", "names port 8443"),
+        ("https://user:secret@cdn.discordapp.com/attachments/1/2/a.png", "user name or password"),
+        ("https://user@cdn.discordapp.com/attachments/1/2/a.png", "user name or password"),
+        ("https://[::1/a.png", "not a valid URL"),
+        ("https://cdn.discordapp.com:99999/a.png", "not a valid URL"),
+        ("https://cdn.discordapp.com:port/a.png", "not a valid URL"),
+    ],
+)
+def test_a_cdn_url_with_a_port_user_info_or_bad_syntax_is_refused_with_the_download_error(url, reason):
+    with pytest.raises(DownloadError, match=reason):
+        check_url(url, parse_config({}).downloads)
+
+
+def test_the_default_port_written_out_is_still_the_default_port():
+    check_url("https://cdn.discordapp.com:443/attachments/1/2/a.png", parse_config({}).downloads)
 
 
 async def test_a_normal_download(server):

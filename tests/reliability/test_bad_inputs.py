@@ -63,6 +63,7 @@ def config() -> Config:
             "downloads": {
                 "allowed_hosts": ["127.0.0.1"],
                 "allowed_schemes": ["http"],
+                "allow_explicit_port": True,
                 "max_pixels": CORPUS_MAX_PIXELS,
                 "timeout_s": 5.0,
             }
