@@ -34,7 +34,12 @@ class _Gram(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (flat,) = ctx.saved_tensors
-        return torch.bmm(grad + grad.mT, flat) / ctx.n, None
+        symmetric = grad + grad.mT
+        if flat.stride(1) == 1:
+            # channels_last features: (F^T S)^T = S F, computed so the result keeps their layout
+            # and the convolutions' backward needs no transposing copy.
+            return torch.bmm(flat.mT, symmetric).mT / ctx.n, None
+        return torch.bmm(symmetric, flat) / ctx.n, None
 
 
 def gram(features: torch.Tensor) -> torch.Tensor:

@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from nst_engine import color, lbfgs
+from nst_engine import acceleration, color, lbfgs
+from nst_engine.acceleration import Acceleration, Features, StepLoop
 from nst_engine.device import configure_backends, resolve_device
-from nst_engine.errors import Cancelled, InvalidRequest, OutOfMemory
+from nst_engine.errors import Cancelled, EngineError, InvalidRequest, OutOfMemory
 from nst_engine.imageio import decode_image, encode_image
 from nst_engine.losses import content_loss, gram, style_loss, tv_loss
 from nst_engine.presets import LBFGS_HISTORY, MAX_SIZE, MAX_STEPS, MIN_SIZE, resolve_size_steps
@@ -188,7 +189,7 @@ class Objective:
 
     def __init__(
         self,
-        model: VGG19Features,
+        model: VGG19Features | Features,
         request: StyleRequest,
         plan: Plan,
         content: torch.Tensor,
@@ -256,44 +257,64 @@ class _Run:
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled(f"The job was cancelled after {self.evaluations} of {self.total} evaluations.")
 
-    def evaluated(self, values: torch.Tensor, image: torch.Tensor) -> None:
+    def restart(self) -> None:
+        """Forget every evaluation, for a rerun from the start."""
+        self.evaluations = 0
+        self.initial = None
+
+    def evaluated(self, values: torch.Tensor, image: Callable[[], torch.Tensor]) -> None:
+        """Count one evaluation with loss ``values``; ``image()`` gives the current image when a preview is due."""
         self.evaluations += 1
         if self.initial is None:
             self.initial = values.detach().clone()
         if self.on_progress is not None and self.evaluations % self.progress_every == 0:
-            preview = self.preview(image) if self.preview is not None else None
+            preview = self.preview(image()) if self.preview is not None else None
             self.on_progress(Progress(self.evaluations, self.total, _loss_terms(values), preview))
 
 
-def _optimise(image: torch.Tensor, objective: Objective, budget: int, optimizer: str, run: _Run) -> torch.Tensor:
+def _optimise(
+    image: torch.Tensor, objective: Objective, budget: int, optimizer: str, run: _Run, graphs: bool
+) -> torch.Tensor:
     """Run ``budget`` objective evaluations from ``image``; returns the result in [0, 1].
 
     The optimiser works in 8-bit pixel units (0-255), so step sizes read as pixel levels, and
     keeps every iterate in range: left free, L-BFGS pushes pixels far out of range, and the
-    clipping at the end then costs several percent of the loss.
+    clipping at the end then costs several percent of the loss. Each step is "evaluate +
+    update" with no host sync, so that with ``graphs`` (L-BFGS on CUDA) it runs as one
+    replayed CUDA graph; cancel and progress are checked between steps.
     """
     pixels = (image.detach() * PIXEL_SCALE).requires_grad_(True)
 
     def evaluate() -> torch.Tensor:
-        run.check_cancel()
         pixels.grad = None
-        current = pixels / PIXEL_SCALE
-        values = objective(current)
+        values = objective(pixels / PIXEL_SCALE)
         values[3].backward()
-        run.evaluated(values, current)
-        return values[3]
+        return values.detach()
 
     if optimizer == "lbfgs":
-        lbfgs.minimise(
-            pixels, evaluate, budget, history=LBFGS_HISTORY, first_step=LBFGS_FIRST_STEP, bounds=(0.0, PIXEL_SCALE)
-        )
+        state = lbfgs.LBFGS(pixels, LBFGS_HISTORY, LBFGS_FIRST_STEP, bounds=(0.0, PIXEL_SCALE))
+
+        def step() -> torch.Tensor:
+            values = evaluate()
+            state.update()
+            return values
+
     else:
         adam = torch.optim.Adam([pixels], lr=ADAM_LR)
-        for _ in range(budget):
-            evaluate()
+        graphs = False  # torch's Adam keeps its step count on the host
+
+        def step() -> torch.Tensor:
+            values = evaluate()
             adam.step()
             with torch.no_grad():
                 pixels.clamp_(0, PIXEL_SCALE)
+            return values
+
+    loop = StepLoop(step, pixels.device, graphs)
+    for _ in range(budget):
+        run.check_cancel()
+        values = loop()
+        run.evaluated(values, lambda: pixels.detach() / PIXEL_SCALE)
     return (pixels.detach() / PIXEL_SCALE).clamp(0, 1)
 
 
@@ -355,7 +376,9 @@ def _run_scales(
     model: VGG19Features,
     device: torch.device,
     run: _Run,
+    speedups: Acceleration,
 ) -> tuple[torch.Tensor, LossTerms]:
+    features = Features(model, speedups)
     image: torch.Tensor | None = None
     for index, (long_side, budget) in enumerate(plan.scales):
         content, styles = images.at(request, long_side, device)
@@ -365,9 +388,9 @@ def _run_scales(
             image = _initial_image(request, target_content, styles, plan.seed)
         else:
             image = _upsample(image, tuple(content.shape[-2:]))
-        objective = Objective(model, request, plan, target_content, styles)
+        objective = Objective(features, request, plan, target_content, styles)
         del styles
-        image = _optimise(image.contiguous(), objective, budget, request.optimizer, run)
+        image = _optimise(image.contiguous(), objective, budget, request.optimizer, run, speedups.graphs)
         if index < len(plan.scales) - 1:
             del objective
     with torch.no_grad():
@@ -405,13 +428,16 @@ def stylize(
     progress_every: int = 10,
     preview_size: int | None = None,
     cancel: CancelToken | None = None,
+    speedups: Acceleration | None = None,
 ) -> StyleResult:
     """Paint ``request.content`` in the style of ``request.styles``.
 
     ``on_progress`` is called every ``progress_every`` evaluations, with a PNG preview whose
     long side is ``preview_size`` when that is given; ``cancel.is_set()`` is checked before
-    every evaluation. Raises ImageError subclasses for unusable images, InvalidRequest for
-    bad settings, WeightsUnavailable, OutOfMemory and Cancelled.
+    every evaluation. ``speedups`` defaults to CUDA graphs (and bf16 once validated) on CUDA,
+    nothing on the CPU; one that fails reruns the job eagerly in fp32. Raises ImageError
+    subclasses for unusable images, InvalidRequest for bad settings, WeightsUnavailable,
+    OutOfMemory and Cancelled.
     """
     started = time.perf_counter()
     plan = plan_request(request)
@@ -426,8 +452,16 @@ def stylize(
     run = _Run(plan.steps, on_progress, progress_every, _preview_renderer(request, images, preview_size), cancel)
     run.check_cancel()
     out_of_memory = False
+    wanted = acceleration.usable(torch_device, speedups or acceleration.default_for(torch_device))
     try:
-        image, final = _run_scales(request, plan, images, model, torch_device, run)
+        try:
+            image, final = _run_scales(request, plan, images, model, torch_device, run, wanted)
+        except Exception as exc:
+            if wanted.eager or isinstance(exc, EngineError) or acceleration.is_out_of_memory(exc):
+                raise
+            acceleration.record_failure(torch_device, wanted, exc)
+            run.restart()
+            image, final = _run_scales(request, plan, images, model, torch_device, run, acceleration.EAGER)
     except torch.OutOfMemoryError:
         out_of_memory = True
     except RuntimeError as exc:

