@@ -75,7 +75,7 @@ export PYTHONUNBUFFERED=1
 export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1
 
 if [ "$DRY" = 1 ]; then
-    DEVICE=cpu SIZE=32 STEPS=10 JOBS=2 POOL_STEPS=5 COMPILE_STEPS=10
+    DEVICE=cpu SIZE=32 STEPS=10 JOBS=2 POOL_STEPS=5 COMPILE_STEPS=6
 else
     DEVICE=cuda SIZE=512 STEPS=500 JOBS=8 POOL_STEPS=500 COMPILE_STEPS=200
 fi
@@ -92,7 +92,8 @@ section() {
         status="SKIPPED (budget spent)"
         seconds=0
     else
-        echo "== $name (limit ${limit}s): $*" | tee -a "$LOG"
+        local command="$*"
+        echo "== $name (limit ${limit}s): ${command:0:160}" | tee -a "$LOG"
         (cd "$ROOT" && timeout -k 10 "$limit" "$@") >"$LOGS/$name.log" 2>&1
         local rc=$?
         seconds=$(($(date +%s) - start))
@@ -136,7 +137,7 @@ section engine 130 "$PYTHON" benchmarks/bench_engine.py --gpu --device "$DEVICE"
     "${IMAGE_ARGS[@]}"
 
 section pool 130 "$PYTHON" benchmarks/bench_pool.py --device "$DEVICE" --workers 2 --jobs "$JOBS" --size "$SIZE" \
-    --steps "$POOL_STEPS" "${IMAGE_ARGS[@]}"
+    --steps "$POOL_STEPS" --rounds 1 "${IMAGE_ARGS[@]}"
 
 section compile 60 "$PYTHON" benchmarks/bench_engine.py --gpu --device "$DEVICE" --size "$SIZE" \
     --steps "$COMPILE_STEPS" --modes bf16-graphs bf16-graphs-compile "${IMAGE_ARGS[@]}"

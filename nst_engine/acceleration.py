@@ -103,6 +103,7 @@ class Features:
 
     def __init__(self, model: torch.nn.Module, acceleration: Acceleration) -> None:
         self.model = model
+        self.device = next(model.parameters()).device
         self.bf16 = acceleration.bf16
         self.forward = torch.compile(model, dynamic=False) if acceleration.compile else model
 

@@ -216,10 +216,13 @@ class Objective:
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         """Weighted (content, style, tv, total) as one 4-vector, so reading it costs one sync."""
-        features = self.model(image, self.layers)
+        return self.terms(self.model(image, self.layers), image)
+
+    def terms(self, features: dict[str, torch.Tensor], image: torch.Tensor) -> torch.Tensor:
+        """``self(image)`` from ``image``'s features already computed (by a batched forward pass)."""
         content = self.content_weight * content_loss(features, self.content_targets, self.content_layer_weights)
         style = self.style_weight * style_loss(features, self.style_targets, self.style_layer_weights)
-        tv = self.tv_weight * tv_loss(image)
+        tv = self.tv_weight * tv_loss(image) if self.tv_weight else image.new_zeros(())
         return torch.stack([content, style, tv, content + style + tv])
 
 
@@ -374,25 +377,42 @@ def _run_scales(
     plan: Plan,
     images: _Images,
     model: VGG19Features,
-    device: torch.device,
     run: _Run,
     speedups: Acceleration,
 ) -> tuple[torch.Tensor, LossTerms]:
     features = Features(model, speedups)
     image: torch.Tensor | None = None
     for index, (long_side, budget) in enumerate(plan.scales):
-        content, styles = images.at(request, long_side, device)
-        styles = _prepare_styles(request, content, styles)
-        target_content = color.luminance(content) if request.preserve_colors == "luminance" else content
-        if image is None:
-            image = _initial_image(request, target_content, styles, plan.seed)
-        else:
-            image = _upsample(image, tuple(content.shape[-2:]))
-        objective = Objective(features, request, plan, target_content, styles)
-        del styles
-        image = _optimise(image.contiguous(), objective, budget, request.optimizer, run, speedups.graphs)
+        content, objective, image = scale_problem(request, plan, images, long_side, features, image)
+        image = _optimise(image, objective, budget, request.optimizer, run, speedups.graphs)
         if index < len(plan.scales) - 1:
             del objective
+    return finish(request, objective, image, content)
+
+
+def scale_problem(
+    request: StyleRequest,
+    plan: Plan,
+    images: _Images,
+    long_side: int,
+    features: Features,
+    previous: torch.Tensor | None,
+) -> tuple[torch.Tensor, Objective, torch.Tensor]:
+    """(content, objective, starting image) at one scale; ``previous`` is the coarser scale's result."""
+    content, styles = images.at(request, long_side, features.device)
+    styles = _prepare_styles(request, content, styles)
+    target_content = color.luminance(content) if request.preserve_colors == "luminance" else content
+    if previous is None:
+        image = _initial_image(request, target_content, styles, plan.seed)
+    else:
+        image = _upsample(previous, tuple(content.shape[-2:]))
+    return content, Objective(features, request, plan, target_content, styles), image.contiguous()
+
+
+def finish(
+    request: StyleRequest, objective: Objective, image: torch.Tensor, content: torch.Tensor
+) -> tuple[torch.Tensor, LossTerms]:
+    """The optimised ``image`` made final (colours restored) and its loss terms."""
     with torch.no_grad():
         final = _loss_terms(objective(image))
     if request.preserve_colors == "luminance":
@@ -455,13 +475,13 @@ def stylize(
     wanted = acceleration.usable(torch_device, speedups or acceleration.default_for(torch_device))
     try:
         try:
-            image, final = _run_scales(request, plan, images, model, torch_device, run, wanted)
+            image, final = _run_scales(request, plan, images, model, run, wanted)
         except Exception as exc:
             if wanted.eager or isinstance(exc, EngineError) or acceleration.is_out_of_memory(exc):
                 raise
             acceleration.record_failure(torch_device, wanted, exc)
             run.restart()
-            image, final = _run_scales(request, plan, images, model, torch_device, run, acceleration.EAGER)
+            image, final = _run_scales(request, plan, images, model, run, acceleration.EAGER)
     except torch.OutOfMemoryError:
         out_of_memory = True
     except RuntimeError as exc:
