@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one prepared GPU check (issue 14): GPU tests, the single-job benchmark (512 px x 500
-# steps: seconds, per-step ms, fp32 vs bf16, eager vs CUDA graphs), the pool benchmark
-# (8 concurrent 512 px jobs against sequential), then one table. Every section runs under
+# steps: seconds, per-step ms, fp32 vs bf16, eager vs CUDA graphs), 8 jobs of 512 px in one
+# engine batch against one by one, the pool benchmark (8 concurrent 512 px jobs against
+# sequential), torch.compile's gain, then one table. Every section runs under
 # its own timeout inside an overall budget (GPU_CHECK_BUDGET_S, default 450 s), and a
 # failing section does not stop the others.
 #
@@ -75,9 +76,9 @@ export PYTHONUNBUFFERED=1
 export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1
 
 if [ "$DRY" = 1 ]; then
-    DEVICE=cpu SIZE=32 STEPS=10 JOBS=2 POOL_STEPS=5 COMPILE_STEPS=6
+    DEVICE=cpu SIZE=32 STEPS=10 JOBS=2 BATCH_STEPS=5 POOL_STEPS=5 COMPILE_STEPS=6
 else
-    DEVICE=cuda SIZE=512 STEPS=500 JOBS=8 POOL_STEPS=500 COMPILE_STEPS=200
+    DEVICE=cuda SIZE=512 STEPS=500 JOBS=8 BATCH_STEPS=200 POOL_STEPS=500 COMPILE_STEPS=200
 fi
 IMAGE_ARGS=(--content "$IMAGES_DIR/tubingen.jpg" --style "$IMAGES_DIR/starry_night.jpg")
 
@@ -136,8 +137,16 @@ section gpu-tests 120 "$PYTHON" -m pytest -q -rs -p no:cacheprovider -p pytest_a
 section engine 130 "$PYTHON" benchmarks/bench_engine.py --gpu --device "$DEVICE" --size "$SIZE" --steps "$STEPS" \
     "${IMAGE_ARGS[@]}"
 
+section batch 100 "$PYTHON" benchmarks/bench_batch.py --device "$DEVICE" --jobs "$JOBS" --size "$SIZE" \
+    --steps "$BATCH_STEPS" "${IMAGE_ARGS[@]}"
+
 section pool 130 "$PYTHON" benchmarks/bench_pool.py --device "$DEVICE" --workers 2 --jobs "$JOBS" --size "$SIZE" \
     --steps "$POOL_STEPS" --rounds 1 "${IMAGE_ARGS[@]}"
+
+if (cd "$ROOT" && "$PYTHON" benchmarks/bench_pool.py --help 2>/dev/null | grep -q -- --max-batch); then
+    section pool-batched 130 "$PYTHON" benchmarks/bench_pool.py --device "$DEVICE" --workers 1 --max-batch "$JOBS" \
+        --jobs "$JOBS" --size "$SIZE" --steps "$POOL_STEPS" --rounds 1 "${IMAGE_ARGS[@]}"
+fi
 
 section compile 60 "$PYTHON" benchmarks/bench_engine.py --gpu --device "$DEVICE" --size "$SIZE" \
     --steps "$COMPILE_STEPS" --modes bf16-graphs bf16-graphs-compile "${IMAGE_ARGS[@]}"

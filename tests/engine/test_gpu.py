@@ -12,10 +12,12 @@ import torch
 
 from nst_engine import acceleration, transfer
 from nst_engine.acceleration import EAGER, Acceleration, Features
+from nst_engine.batch import stylize_batch
 from nst_engine.device import configure_backends, resolve_device
 from nst_engine.errors import Cancelled, OutOfMemory
 from nst_engine.imageio import decode_image
 from nst_engine.memory import FIXED_OVERHEAD, estimate_peak_bytes
+from nst_engine.request import StyleResult
 from nst_engine.transfer import stylize
 from nst_engine.vgg import load_vgg19
 
@@ -104,6 +106,15 @@ def test_cancel_between_graph_replays(tiny_request):
             cancel=token,
         )
     assert seen[-1] == 10
+
+
+def test_a_batch_on_cuda_lowers_each_loss_about_as_far_as_alone(tiny_request):
+    requests = [tiny_request(size=128, steps=20, seed=seed, style_weight=weight) for seed, weight in ((1, 1), (2, 3))]
+    batched = stylize_batch(requests, device="cuda")
+    for request, result in zip(requests, batched):
+        assert isinstance(result, StyleResult), result
+        alone = stylize(request, device="cuda", speedups=EAGER)
+        assert result.losses.final.total == pytest.approx(alone.losses.final.total, rel=0.05)
 
 
 @pytest.mark.parametrize("size", [256, 512])
