@@ -397,13 +397,12 @@ class JobStore:
 
     async def jobs_of(self, user_id: int, guild_id: int | None, limit: int = 25) -> list[JobRecord]:
         """``user_id``'s jobs in ``guild_id``, newest first."""
-        rows = await self._query(
+        return await self._records(
             "SELECT * FROM jobs WHERE user_id = ? AND guild_id IS ? ORDER BY created_at DESC LIMIT ?",
             user_id,
             guild_id,
             limit,
         )
-        return [_from_row(row) for row in rows]
 
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:

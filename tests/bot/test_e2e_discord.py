@@ -20,6 +20,7 @@ from tests.bot.harness import (
     add_images,
     bot_fake_discord,
     job_prefix,
+    title,
     refusal,
     wait_title,
     write_config,
@@ -302,3 +303,34 @@ async def test_results_name_their_requester_buttons_are_the_owners_and_spoilers_
     finally:
         await _settings(world, "buttons", who="owner")
         await _settings(world, "spoilers", enabled=False)
+
+
+async def test_nst_jobs_lists_your_jobs_with_cancel_and_nst_show_posts_your_result_again(world):
+    fake = world.fake
+    user, other = world.user(), world.user()
+    done = await _finished(world, user)
+    running = await accepted_status(await fake.invoke_command(
+        "stylize", {"content": world.images.content, "preset": "shipwreck", "quality": "high"}, user=user
+    ))
+    await fake.wait_for(lambda: title(running) == "🖌️ Stylising", 60, "the long job to run")
+
+    listing = await (await fake.invoke_command("nst", subcommand="jobs", user=user)).wait_original()
+    assert listing.ephemeral
+    fields = {f["name"]: f["value"] for f in listing.embeds[0]["fields"]}
+    assert f"`{job_prefix(running)}`" in fields["Queued and running"] and "running" in fields["Queued and running"]
+    link = f"https://discord.com/channels/{fake.guild.id}/{fake.channel.id}/{done.id}"
+    assert f"`{job_prefix(done)}`" in fields["Recent results"] and link in fields["Recent results"]
+    assert [b["label"] for b in listing.buttons] == [f"Cancel {job_prefix(running)}"]
+    await (await fake.press_button(listing, label=f"Cancel {job_prefix(running)}", user=user)).wait_acknowledged()
+    await wait_title(fake, running, "🛑 Cancelled")
+
+    choices = await fake.autocomplete("nst", {"id": ""}, focused="id", subcommand="show", user=user)
+    assert [c["value"] for c in choices] == [job_prefix(done)]
+    shown = await fake.invoke_command("nst", {"id": job_prefix(done)}, subcommand="show", user=user)
+    again = await shown.wait_original(lambda m: not m.loading and m.embeds)
+    assert not again.ephemeral and title(again) == DONE_TITLE and again.attachments
+    assert again.attachments[0].data == done.attachments[0].data
+
+    theirs = await fake.invoke_command("nst", {"id": job_prefix(done)}, subcommand="show", user=other)
+    answer = await theirs.wait_original()
+    assert answer.ephemeral and "is not one of your jobs" in answer.content
