@@ -8,12 +8,18 @@ them all at once from N owners, the baseline runs them in this process in a loop
 take turns, pool then sequential, for ``--rounds`` rounds, so a change in the machine's load
 hits both alike; each round gives one ratio (pool throughput over sequential throughput),
 and the medians are what to quote.
+
+With ``--max-batch N`` a second pool, the same workers but each batching up to N jobs of one
+shape, runs the same jobs in the same turns (pool, batched pool, sequential):
+
+    python benchmarks/bench_pool.py --max-batch 4
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import platform
 import statistics
@@ -41,6 +47,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=128, help="output long side in pixels")
     parser.add_argument("--steps", type=int, default=20, help="evaluations per job")
     parser.add_argument("--rounds", type=int, default=3, help="pool/sequential turns; medians are taken over them")
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=None,
+        help="also run the same jobs on a pool whose workers batch up to this many, in the same turns",
+    )
     parser.add_argument("--content", type=Path, default=IMAGES / "tubingen.jpg")
     parser.add_argument("--style", type=Path, default=IMAGES / "starry_night.jpg")
     return parser.parse_args()
@@ -101,37 +113,56 @@ async def pool_pass(pool: Pool, requests: list[StyleRequest], tag: str) -> float
     return time.perf_counter() - started
 
 
+async def warm_pool(config: PoolConfig, requests: list[StyleRequest]) -> Pool:
+    """A started pool whose workers have each run a job (a batch, when they batch) at the jobs' shape."""
+    pool = await Pool.start(config)
+    warmups = [
+        pool.submit(requests[0], owner=f"warmup{i}", preview_size=None)
+        for i in range(config.workers_per_device * config.max_batch)
+    ]
+    for job in warmups:
+        await job.result()
+    return pool
+
+
 async def measure(
     args: argparse.Namespace, config: PoolConfig, requests: list[StyleRequest], sequential_threads: int
-) -> tuple[list[float], list[float]]:
-    """Pool and sequential passes in turns (A B A B ...), both warm: the seconds of each, in order."""
-    pool = await Pool.start(config)
+) -> tuple[list[float], list[float], list[float]]:
+    """Pool, batched pool (with --max-batch) and sequential passes in turns (A B C A B C ...), all warm:
+    the seconds of each, in order."""
+    pool = await warm_pool(config, requests)
+    batched = None
     try:
-        warmups = [
-            pool.submit(requests[0], owner=f"warmup{i}", preview_size=None) for i in range(config.workers_per_device)
-        ]
-        for job in warmups:
-            await job.result()
+        if args.max_batch:
+            batched = await warm_pool(dataclasses.replace(config, max_batch=args.max_batch), requests)
         # The sequential side runs in a thread so the pool's event loop keeps reading its idle workers' heartbeats.
         sequential = await asyncio.to_thread(sequential_runner, requests, args.device, sequential_threads)
-        pooled_s, sequential_s = [], []
+        pooled_s, batched_s, sequential_s = [], [], []
         for round_index in range(1, args.rounds + 1):
             pooled_s.append(await pool_pass(pool, requests, f"round{round_index}"))
+            line = f"round {round_index}: pool {pooled_s[-1]:7.2f} s   "
+            if batched is not None:
+                batched_s.append(await pool_pass(batched, requests, f"batched{round_index}"))
+                line += f"batched {batched_s[-1]:7.2f} s ({pooled_s[-1] / batched_s[-1]:.2f}x)   "
             sequential_s.append(await asyncio.to_thread(sequential))
             print(
-                f"round {round_index}: pool {pooled_s[-1]:7.2f} s   sequential {sequential_s[-1]:7.2f} s   "
-                f"ratio {sequential_s[-1] / pooled_s[-1]:.2f}x   (load {_load()})",
+                f"{line}sequential {sequential_s[-1]:7.2f} s   ratio {sequential_s[-1] / pooled_s[-1]:.2f}x   "
+                f"(load {_load()})",
                 flush=True,
             )
-        return pooled_s, sequential_s
+        return pooled_s, batched_s, sequential_s
     finally:
         await pool.close()
+        if batched is not None:
+            await batched.close()
 
 
 def main() -> None:
     args = parse_args()
     if args.rounds < 1:
         raise SystemExit("--rounds must be 1 or more")
+    if args.max_batch is not None and args.max_batch < 2:
+        raise SystemExit("--max-batch must be 2 or more")
     workers = args.workers or 2
     config = PoolConfig(
         devices=[args.device],
@@ -155,7 +186,7 @@ def main() -> None:
     print(f"pool: {pool_desc}; sequential: {seq_desc}; {args.rounds} rounds, pool then sequential in each")
     print(f"load average before: {_load()}")
 
-    pooled_s, sequential_s = asyncio.run(measure(args, config, requests, sequential_threads))
+    pooled_s, batched_s, sequential_s = asyncio.run(measure(args, config, requests, sequential_threads))
     ratios = [seq / pool for pool, seq in zip(pooled_s, sequential_s, strict=True)]
     pooled, sequential = statistics.median(pooled_s), statistics.median(sequential_s)
     print(f"pool, median:       {pooled:7.2f} s  {args.jobs / pooled:6.3f} jobs/s")
@@ -164,6 +195,21 @@ def main() -> None:
         f"ratio (pool / sequential throughput): median {statistics.median(ratios):.2f}x "
         f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x, over {len(ratios)} rounds)"
     )
+    if batched_s:
+        gains = [pool / batch for pool, batch in zip(pooled_s, batched_s, strict=True)]
+        batched_median = statistics.median(batched_s)
+        print(
+            f"batched pool (max_batch {args.max_batch}), median: {batched_median:7.2f} s  "
+            f"{args.jobs / batched_median:6.3f} jobs/s"
+        )
+        print(
+            f"ratio (batched / unbatched pool throughput): median {statistics.median(gains):.2f}x "
+            f"(min {min(gains):.2f}x, max {max(gains):.2f}x, over {len(gains)} rounds)"
+        )
+        print(
+            f"ratio (batched pool / sequential throughput): median "
+            f"{statistics.median(seq / batch for batch, seq in zip(batched_s, sequential_s, strict=True)):.2f}x"
+        )
     print(f"load average after: {_load()}")
 
 

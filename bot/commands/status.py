@@ -38,6 +38,7 @@ async def status(interaction: discord.Interaction) -> None:
         queue_length=stats.queue_length,
         workers_by_device=stats.workers_by_device,
         running_by_device=stats.running_by_device,
+        batches_by_device=stats.batches_by_device,
         memory=stats.memory,
         completed=stats.completed,
         failed=stats.failed,

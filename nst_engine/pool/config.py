@@ -17,7 +17,9 @@ class PoolConfig:
     A job cancelled or timed out that has not stopped ``kill_grace_s`` later is killed with
     its worker; a job out of GPU memory is retried once at ``oom_retry_scale`` times its size.
     ``memory_limit_bytes`` caps the memory admission control plans for on each device, for
-    a device shared with other programs; None plans for all the device has.
+    a device shared with other programs; None plans for all the device has. With
+    ``max_batch`` above 1 each worker takes that many jobs at once and runs those of one shape
+    as one batch (one forward and backward pass per step for all of them).
     """
 
     devices: tuple[str, ...] | list[str] | None = None
@@ -35,6 +37,7 @@ class PoolConfig:
     kill_grace_s: float = 10.0
     oom_retry_scale: float = 0.7
     memory_limit_bytes: int | None = None
+    max_batch: int = 1
 
     def __post_init__(self) -> None:
         if self.devices is not None:
@@ -52,6 +55,7 @@ class PoolConfig:
             "progress_interval_s": self.progress_interval_s,
             "startup_timeout_s": self.startup_timeout_s,
             "kill_grace_s": self.kill_grace_s,
+            "max_batch": self.max_batch,
         }
         for name, value in positive.items():
             if value <= 0:

@@ -15,7 +15,7 @@ import uuid
 from collections import Counter
 
 from ..errors import EngineError
-from ..memory import estimate_peak_bytes, max_fitting_size
+from ..memory import FIXED_OVERHEAD, estimate_peak_bytes, max_fitting_size
 from ..presets import resolve_size_steps
 from ..request import StyleRequest, StyleResult
 from .config import PoolConfig
@@ -66,6 +66,9 @@ class Pool:
         self._active: dict[str, Job] = {}
         self._active_by_owner: Counter[str] = Counter()
         self._estimates: dict[str, dict[DeviceType, int]] = {}
+        # What a job must share with others to run in one batch with them (as far as the pool can tell).
+        self._shapes: dict[str, tuple[object, ...] | None] = {}
+        self._batch_sizes: Counter[int] = Counter()
         self._work: dict[str, float | None] = {}
         self._published_position: dict[str, int] = {}
         # Memory admission plans for, by place: the place's device type and its bytes.
@@ -100,6 +103,7 @@ class Pool:
                 weights=config.weights,
                 cpu_threads=config.cpu_threads,
                 heartbeat_interval_s=heartbeat_interval(config),
+                max_batch=config.max_batch,
             )
         pool = cls(config, backend)
         await backend.open(pool._on_plan_changed)
@@ -161,6 +165,7 @@ class Pool:
         if len(self._queue) >= self.config.queue_size:
             raise QueueFull(self._retry_after())
         self._estimates[job.id] = estimates
+        self._shapes[job.id] = _shape(request, content_aspect)
         self._work[job.id] = _work(request)
         self._active[job.id] = job
         self._active_by_owner[owner] += 1
@@ -239,9 +244,32 @@ class Pool:
         )
 
     def _fits(self, job: Job, worker: WorkerSlot) -> bool:
+        """Whether ``job`` fits beside the jobs already running at the worker's place (a ledger of
+        their estimates), so two big jobs on one GPU do not both start and run out of memory."""
         capacity = self._capacity.get(worker.place)
-        estimate = self._estimates.get(job.id, {}).get(device_type(worker.device))
-        return capacity is None or estimate is None or estimate <= capacity[1]
+        kind = device_type(worker.device)
+        estimate = self._estimates.get(job.id, {}).get(kind)
+        if capacity is None or estimate is None:
+            return True
+        if worker.assignments:
+            estimate -= FIXED_OVERHEAD.get(kind, 0)  # it joins a process whose fixed cost is counted
+        return self._held(worker.place, kind) + estimate <= capacity[1]
+
+    def _held(self, place: str, kind: DeviceType) -> int:
+        """Estimated bytes the running jobs at ``place`` hold; jobs in one process share its fixed cost."""
+        held = 0
+        for worker in self._workers.values():
+            if worker.place == place and worker.assignments:
+                estimates = [self._estimates.get(job_id, {}).get(kind, 0) for job_id in worker.assignments]
+                held += sum(estimates) - FIXED_OVERHEAD.get(kind, 0) * (len(estimates) - 1)
+        return held
+
+    def _batch_mates(self, job: Job, worker: WorkerSlot) -> int:
+        """Jobs of ``job``'s shape the worker is running: a batch it can join."""
+        shape = self._shapes.get(job.id)
+        if shape is None:
+            return 0
+        return sum(self._shapes.get(job_id) == shape for job_id in worker.assignments)
 
     def _retry_after(self) -> float:
         waits = [self._remaining(w) for w in self._workers.values() if w.assignments]
@@ -257,7 +285,8 @@ class Pool:
             job = self._queue.pop(lambda queued: any(self._fits(queued, w) for w in free)) if free else None
             if job is None:
                 break
-            self._run(job, min((w for w in free if self._fits(job, w)), key=self._load))
+            fitting = [w for w in free if self._fits(job, w)]
+            self._run(job, min(fitting, key=lambda w: (-self._batch_mates(job, w), self._load(w))))
         self._publish_positions()
         self._check_idle()
 
@@ -267,6 +296,7 @@ class Pool:
         return sum(len(w.assignments) for w in at_place) / sum(w.capacity for w in at_place)
 
     def _run(self, job: Job, worker: WorkerSlot) -> None:
+        self._batch_sizes[self._batch_mates(job, worker) + 1] += 1
         assignment = Assignment(job, job.request, started_at=time.monotonic())
         assignment.timers = (self._loop.call_later(self.config.job_timeout_s, self._time_out, worker, assignment),)
         worker.assignments[job.id] = assignment
@@ -401,6 +431,7 @@ class Pool:
         if not self._active_by_owner[job.owner]:
             del self._active_by_owner[job.owner]
         self._estimates.pop(job.id, None)
+        self._shapes.pop(job.id, None)
         self._work.pop(job.id, None)
         self._published_position.pop(job.id, None)
         self._reruns.discard(job.id)
@@ -635,6 +666,14 @@ class Pool:
         slots = [Slot(w.place, self._remaining(w)) for w in self._workers.values() if w.state in ("idle", "busy")]
         return project_finish(slots, [self._work.get(j.id) for j in ahead], self._throughput)[-1]
 
+    def _batches_at(self, place: str, ready: list[WorkerSlot]) -> list[int]:
+        """Sizes of the batches running at ``place``, largest first (a lone job is a batch of one)."""
+        sizes: list[int] = []
+        for worker in ready:
+            if worker.place == place:
+                sizes.extend(Counter(self._shapes.get(job_id) for job_id in worker.assignments).values())
+        return sorted(sizes, reverse=True)
+
     def stats(self) -> PoolStats:
         """Queue length, jobs and workers per device, memory per device, counts and durations."""
         ready = [w for w in self._workers.values() if w.state in ("idle", "busy")]
@@ -657,8 +696,21 @@ class Pool:
             failed=self._counts["failed"],
             cancelled=self._counts["cancelled"],
             recent_durations=list(self._throughput.recent_durations),
+            batches_by_device={p: self._batches_at(p, ready) for p in places},
+            batch_sizes=dict(self._batch_sizes),
             alive=self._serving and not self._closing and bool(ready) and self.backend.connected(),
         )
+
+
+def _shape(request: StyleRequest, aspect: float) -> tuple[object, ...] | None:
+    """What the pool can tell of a job's batch before any image is opened: its output size and
+    network settings; jobs that share it most likely share a batch."""
+    try:
+        size, _ = resolve_size_steps(request)
+    except EngineError:
+        return None
+    layers = (tuple(request.content_layers), tuple(request.style_layers))
+    return (size, round(size * aspect), request.weights, request.pooling, layers, request.multiscale)
 
 
 def _work(request: StyleRequest) -> float | None:

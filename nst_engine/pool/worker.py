@@ -18,6 +18,7 @@ from multiprocessing.connection import Connection
 
 from ..errors import Cancelled, EngineError, OutOfMemory
 from ..request import Progress
+from .batching import serve_batches
 from .devices import device_type, host_memory_bytes, resident_bytes
 from .protocol import (
     CancelJob,
@@ -55,35 +56,35 @@ class _Outbox:
 
 
 class _Cancellations:
-    """Which jobs the pool asked to stop; sets the running job's event when it is among them."""
+    """Which jobs the pool asked to stop; sets a running job's event when it is among them."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._requested: set[str] = set()
-        self._current: tuple[str, threading.Event] | None = None
+        self._current: dict[str, threading.Event] = {}
 
     def request(self, job_id: str) -> None:
         with self._lock:
             self._requested.add(job_id)
-            if self._current is not None and self._current[0] == job_id:
-                self._current[1].set()
+            if job_id in self._current:
+                self._current[job_id].set()
 
     def cancel_current(self) -> None:
         with self._lock:
-            if self._current is not None:
-                self._current[1].set()
+            for event in self._current.values():
+                event.set()
 
     def begin(self, job_id: str) -> threading.Event:
         event = threading.Event()
         with self._lock:
-            self._current = (job_id, event)
+            self._current[job_id] = event
             if job_id in self._requested:
                 event.set()
         return event
 
     def end(self, job_id: str) -> None:
         with self._lock:
-            self._current = None
+            self._current.pop(job_id, None)
             self._requested.discard(job_id)
 
 
@@ -93,8 +94,10 @@ def run_worker(
     weights: str,
     threads: int,
     heartbeat_interval_s: float,
+    max_batch: int = 1,
 ) -> None:
-    """Entry point of a worker process (started with the spawn method)."""
+    """Entry point of a worker process (started with the spawn method); ``max_batch`` above 1
+    runs up to that many jobs at once, batched by shape."""
     # Ctrl-C in a terminal reaches the whole process group; the pool, not the keyboard, ends workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker[{device} pid {os.getpid()}] %(message)s")
@@ -122,10 +125,20 @@ def run_worker(
     cancellations = _Cancellations()
     threading.Thread(target=_listen, args=(connection, jobs, cancellations), name="listener", daemon=True).start()
     outbox.send(Ready(pid=os.getpid(), memory_used=used, memory_total=total))
-    while not isinstance(message := jobs.get(), Stop):
-        if not _run_job(message, device, outbox, cancellations):
-            log.error("exiting after an unexpected error; the pool starts a fresh worker")
-            break
+    if max_batch > 1:
+        serve_batches(
+            jobs,
+            device,
+            outbox.send,
+            cancellations.begin,
+            cancellations.end,
+            lambda job: _run_job(job, device, outbox, cancellations),
+        )
+    else:
+        while not isinstance(message := jobs.get(), Stop):
+            if not _run_job(message, device, outbox, cancellations):
+                log.error("exiting after an unexpected error; the pool starts a fresh worker")
+                break
     stopped.set()
 
 

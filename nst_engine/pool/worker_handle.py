@@ -26,7 +26,7 @@ _CLOSE = object()
 
 
 class WorkerHandle(WorkerSlot):
-    """One worker process bound to one device, running one job at a time."""
+    """One worker process bound to one device, running up to ``max_batch`` jobs at a time."""
 
     def __init__(
         self,
@@ -38,8 +38,10 @@ class WorkerHandle(WorkerSlot):
         heartbeat_interval_s: float,
         on_message: OnMessage,
         on_exit: OnExit,
+        max_batch: int = 1,
     ) -> None:
         super().__init__(worker_id, device, on_message=on_message, on_exit=on_exit)
+        self.capacity = max_batch
         self.exitcode: int | None = None
         self._weights = weights
         self._threads = threads
@@ -57,7 +59,7 @@ class WorkerHandle(WorkerSlot):
         ours, theirs = context.Pipe(duplex=True)
         self._process = context.Process(
             target=run_worker,
-            args=(theirs, self.device, self._weights, self._threads, self._heartbeat_interval_s),
+            args=(theirs, self.device, self._weights, self._threads, self._heartbeat_interval_s, self.capacity),
             name=f"nst-worker-{self.id}",
             daemon=True,
         )
@@ -165,6 +167,7 @@ class LocalBackend(SlotBackend):
         weights: str,
         cpu_threads: int | None,
         heartbeat_interval_s: float,
+        max_batch: int = 1,
     ) -> None:
         for device in devices:
             device_type(device)
@@ -173,6 +176,7 @@ class LocalBackend(SlotBackend):
         self._weights = weights
         self._threads = threads_per_worker(devices, workers_per_device, cpu_threads)
         self._heartbeat_interval_s = heartbeat_interval_s
+        self._max_batch = max_batch
 
     @classmethod
     async def detect(
@@ -183,6 +187,7 @@ class LocalBackend(SlotBackend):
         weights: str,
         cpu_threads: int | None,
         heartbeat_interval_s: float,
+        max_batch: int = 1,
     ) -> LocalBackend:
         """A backend on ``devices``, or on every device found here when that is None."""
         found = devices or await asyncio.to_thread(detect_devices)
@@ -192,6 +197,7 @@ class LocalBackend(SlotBackend):
             weights=weights,
             cpu_threads=cpu_threads,
             heartbeat_interval_s=heartbeat_interval_s,
+            max_batch=max_batch,
         )
 
     def plan(self) -> Mapping[str, str]:
@@ -209,4 +215,5 @@ class LocalBackend(SlotBackend):
             heartbeat_interval_s=self._heartbeat_interval_s,
             on_message=on_message,
             on_exit=on_exit,
+            max_batch=self._max_batch,
         )

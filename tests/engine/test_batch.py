@@ -29,8 +29,12 @@ def batch_independent_convolutions():
     from its features alone in the 7th digit, which L-BFGS (no line search) amplifies within a few
     steps. torch's own CPU convolution computes each image of a batch alike: with it, batched and
     alone must agree exactly."""
-    with torch.backends.mkldnn.flags(enabled=False):
+    previous = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
         yield
+    finally:
+        torch.backends.mkldnn.enabled = previous
 
 
 @pytest.fixture
