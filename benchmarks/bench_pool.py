@@ -2,6 +2,7 @@
 
     python benchmarks/bench_pool.py                      # CPU: 2 workers x 1 thread vs 1 process x all cores, 3 rounds
     python benchmarks/bench_pool.py --device cuda --workers 2 --size 512 --steps 100
+    python benchmarks/bench_pool.py --backend ray        # local pool vs Ray: one node, then two nodes
 
 Both sides start warm (VGG19 loaded, one job run) and run the same N jobs: the pool gets
 them all at once from N owners, the baseline runs them in this process in a loop. The two
@@ -13,6 +14,11 @@ With ``--max-batch N`` a second pool, the same workers but each batching up to N
 shape, runs the same jobs in the same turns (pool, batched pool, sequential):
 
     python benchmarks/bench_pool.py --max-batch 4
+
+With ``--backend ray`` the two sides are the local pool and the same number of workers as
+Ray actors, again in turns: first on a single-node Ray, then on two Ray nodes of one
+``ray.cluster_utils.Cluster`` on this machine (one actor per node; the nodes advertise a GPU
+for placement, the actors run on the CPU). What separates the two is Ray's per-job cost.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nst_engine.imageio import decode_image, encode_image
-from nst_engine.pool import Pool, PoolConfig
+from nst_engine.pool import Pool, PoolConfig, RayConfig
 from nst_engine.pool.devices import available_cores, threads_per_worker
 from nst_engine.request import StyleRequest
 
@@ -38,6 +44,9 @@ IMAGES = Path(__file__).resolve().parent.parent.parent / "shared" / "images"
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--backend", choices=("local", "ray"), default="local", help="ray: compare the local pool with Ray actors"
+    )
     parser.add_argument("--jobs", type=int, default=8)
     parser.add_argument("--workers", type=int, default=None, help="pool workers on the device (default: 2)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per pool worker (default: split)")
@@ -172,6 +181,11 @@ def main() -> None:
         per_owner_limit=1,
     )
     requests = make_requests(args)
+    if args.backend == "ray":
+        if args.max_batch is not None:
+            raise SystemExit("--max-batch compares local pools; leave it out with --backend ray")
+        ray_comparison(args, config, requests)
+        return
     import torch
 
     threads = threads_per_worker(config.devices, workers, config.cpu_threads)
@@ -211,6 +225,80 @@ def main() -> None:
             f"{statistics.median(seq / batch for batch, seq in zip(batched_s, sequential_s, strict=True)):.2f}x"
         )
     print(f"load average after: {_load()}")
+
+
+def ray_comparison(args: argparse.Namespace, local: PoolConfig, requests: list[StyleRequest]) -> None:
+    """The local pool against Ray actors, in turns: on one Ray node, then on two."""
+    import ray
+    import torch
+    from ray.cluster_utils import Cluster
+
+    if args.device != "cpu":
+        raise SystemExit("--backend ray compares CPU workers on this machine; use --device cpu")
+    workers = local.workers_per_device
+    threads = threads_per_worker(("cpu",), workers, local.cpu_threads)
+    print(f"{args.jobs} jobs, {args.size} px, {args.steps} evaluations each, on the CPU")
+    print(
+        f"machine: {platform.machine()}, {available_cores()} cores, Python {platform.python_version()}, "
+        f"torch {torch.__version__}, ray {ray.__version__}"
+    )
+    print(f"local: {workers} worker processes x {threads} threads; ray: {workers} actors x {threads} threads")
+    print(f"{args.rounds} rounds, local then ray in each; load average before: {_load()}")
+    on_ray = dict(
+        backend="ray", cpu_threads=threads, queue_size=local.queue_size, per_owner_limit=local.per_owner_limit
+    )
+    store = 100 * 2**20
+    cluster = Cluster(
+        initialize_head=True,
+        connect=True,
+        head_node_args={"num_cpus": available_cores(), "object_store_memory": store, "include_dashboard": False},
+    )
+    try:
+        one_node = PoolConfig(ray=RayConfig(cpu_workers=workers), **on_ray)
+        asyncio.run(compare_backends(args, "single-node ray", local, one_node, requests))
+        for _ in range(workers):
+            cluster.add_node(num_cpus=1, num_gpus=1, object_store_memory=store)
+        cluster.wait_for_nodes()
+        # The head has no GPU, so with no CPU workers every actor goes to a node with a (fake) GPU: one per node.
+        several_nodes = PoolConfig(ray=RayConfig(cpu_workers=0), **on_ray)
+        asyncio.run(compare_backends(args, f"{workers}-node ray", local, several_nodes, requests))
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    print(f"load average after: {_load()}")
+
+
+async def compare_backends(
+    args: argparse.Namespace, name: str, local: PoolConfig, remote: PoolConfig, requests: list[StyleRequest]
+) -> None:
+    """Both pools warm, then a pass on each in turns; prints each round and the medians."""
+    pools = [await Pool.start(local), await Pool.start(remote)]
+    try:
+        for pool in pools:
+            workers = sum(pool.stats().workers_by_device.values())
+            await asyncio.gather(
+                *(pool.submit(requests[0], owner=f"warmup{i}", preview_size=None).result() for i in range(workers))
+            )
+        local_s, remote_s = [], []
+        for round_index in range(1, args.rounds + 1):
+            local_s.append(await pool_pass(pools[0], requests, f"local{round_index}"))
+            remote_s.append(await pool_pass(pools[1], requests, f"remote{round_index}"))
+            print(
+                f"{name}, round {round_index}: local {local_s[-1]:7.2f} s   {name} {remote_s[-1]:7.2f} s   "
+                f"ratio {local_s[-1] / remote_s[-1]:.2f}x   (load {_load()})",
+                flush=True,
+            )
+    finally:
+        for pool in pools:
+            await pool.close()
+    ratios = [loc / rem for loc, rem in zip(local_s, remote_s, strict=True)]
+    local_median, remote_median = statistics.median(local_s), statistics.median(remote_s)
+    overhead_ms = (remote_median - local_median) / args.jobs * 1000
+    print(f"{name}: local median {local_median:.2f} s, {name} median {remote_median:.2f} s")
+    print(
+        f"{name}: throughput, ray / local: median {statistics.median(ratios):.2f}x "
+        f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x); extra time per job on ray: {overhead_ms:+.0f} ms"
+    )
 
 
 def _load() -> str:

@@ -26,7 +26,7 @@ from bot.presets import PresetCatalogue
 from bot.runner import JobRunner
 from bot.store import JobStore
 from bot.views import JobButton
-from nst_engine.pool import Pool, PoolConfig
+from nst_engine.pool import Pool, PoolConfig, RayConfig
 
 log = logging.getLogger("bot")
 
@@ -41,6 +41,13 @@ def pool_config(config: Config) -> PoolConfig:
     """The executor pool's settings, from the ``[pool]`` and ``[limits]`` sections."""
     pool = config.pool
     return PoolConfig(
+        backend=pool.backend,  # type: ignore[arg-type]  # checked by the config loader
+        ray=RayConfig(
+            address=pool.ray.address,
+            workers_per_gpu=pool.ray.workers_per_gpu,
+            cpu_workers=pool.ray.cpu_workers,
+            namespace=pool.ray.namespace,
+        ),
         devices=pool.devices or None,
         workers_per_device=pool.workers_per_device,
         queue_size=config.limits.queue_size,
@@ -101,7 +108,9 @@ class NSTBot(discord.Client):
         self.store = await JobStore.open(config.storage.database)
         self.blobs = await asyncio.to_thread(BlobStore, config.storage.data_dir)
         if config.http.enabled:
-            self.health_server = HealthServer(config.http, self.health, self.metrics, self.refresh_metrics)
+            self.health_server = HealthServer(
+                config.http, self.health, self.metrics, self.refresh_metrics, self.describe_pool
+            )
             await self.health_server.start()
         log.info("starting the worker pool")
         self.pool = await Pool.start(pool_config(config))
@@ -181,6 +190,14 @@ class NSTBot(discord.Client):
         pool = getattr(self, "pool", None)
         checks["pool"] = bool(pool is not None and pool.stats().alive)
         return checks
+
+    def describe_pool(self) -> dict[str, object]:
+        """Where the pool runs, for /healthz: its backend and the warm workers on each node."""
+        pool = getattr(self, "pool", None)
+        if pool is None:
+            return {"backend": self.config.pool.backend, "nodes": {}}
+        stats = pool.stats()
+        return {"backend": stats.backend, "nodes": stats.workers_by_node()}
 
     def refresh_metrics(self) -> None:
         pool = getattr(self, "pool", None)

@@ -80,6 +80,19 @@ def _device(value: str) -> str | None:
     return "must be 'cpu', 'cuda' or 'cuda:N'"
 
 
+def _ray_address(value: str) -> str | None:
+    if value in ("", "auto"):
+        return None
+    host, _, port = value.removeprefix("ray://").rpartition(":")
+    if host and "/" not in host and port.isdigit() and 0 < int(port) < 65536:
+        return None
+    return "must be empty (a private Ray in the bot), 'auto', 'host:port' or 'ray://host:port'"
+
+
+def _not_empty(value: str) -> str | None:
+    return None if value else "must not be empty"
+
+
 def _host_name(value: str) -> str | None:
     # Lower case only, because downloads compare the URL's host lower-cased.
     return (
@@ -132,7 +145,17 @@ class DownloadConfig:
 
 
 @dataclass(frozen=True)
+class RaySettings:
+    address: str = _checked("", _ray_address)
+    workers_per_gpu: int = _checked(1, _at_least(1))
+    cpu_workers: int = _checked(-1, _at_least(-1))
+    namespace: str = _checked("nst-bot", _not_empty)
+
+
+@dataclass(frozen=True)
 class PoolSettings:
+    backend: str = _checked("local", _one_of("local", "ray"))
+    ray: RaySettings = field(default_factory=RaySettings)
     devices: list[str] = _checked(list, _each(_device), factory=True)
     workers_per_device: int = _checked(1, _at_least(1))
     job_timeout_s: float = _checked(600.0, _positive)

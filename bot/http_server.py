@@ -15,14 +15,26 @@ from bot.metrics import Metrics
 log = logging.getLogger("bot.http")
 
 HealthCheck = Callable[[], dict[str, bool]]
+Describe = Callable[[], dict[str, object]]
 
 
 class HealthServer:
-    """Serves ``/healthz`` (200 when every check passes, else 503) and ``/metrics``."""
+    """Serves ``/healthz`` (200 when every check passes, else 503) and ``/metrics``.
 
-    def __init__(self, config: HttpConfig, health: HealthCheck, metrics: Metrics, refresh: Callable[[], None]) -> None:
+    ``/healthz`` answers the checks, plus whatever ``describe`` adds (e.g. where the pool runs).
+    """
+
+    def __init__(
+        self,
+        config: HttpConfig,
+        health: HealthCheck,
+        metrics: Metrics,
+        refresh: Callable[[], None],
+        describe: Describe = dict,
+    ) -> None:
         self._config = config
         self._health = health
+        self._describe = describe
         self._metrics = metrics
         self._refresh = refresh
         self._runner: web.AppRunner | None = None
@@ -47,7 +59,8 @@ class HealthServer:
     async def _healthz(self, request: web.Request) -> web.Response:
         checks = self._health()
         status = 200 if all(checks.values()) else 503
-        return web.Response(status=status, text=json.dumps(checks), content_type="application/json")
+        body = {**self._describe(), **checks}
+        return web.Response(status=status, text=json.dumps(body), content_type="application/json")
 
     async def _metrics_page(self, request: web.Request) -> web.Response:
         self._refresh()

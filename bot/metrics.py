@@ -31,12 +31,16 @@ class Metrics:
             registry=self.registry,
         )
         self.queue_length = Gauge("nst_queue_length", "Jobs waiting in the queue.", registry=self.registry)
-        self.running = Gauge("nst_jobs_running", "Jobs running, by device.", ["device"], registry=self.registry)
-        self.workers = Gauge("nst_workers", "Worker processes, by device.", ["device"], registry=self.registry)
+        self.running = Gauge(
+            "nst_jobs_running", "Jobs running, by node and device.", ["node", "device"], registry=self.registry
+        )
+        self.workers = Gauge(
+            "nst_workers", "Warm workers, by node and device.", ["node", "device"], registry=self.registry
+        )
         self.memory = Gauge(
             "nst_device_memory_bytes",
-            "Device memory in bytes, by device and kind (used, total).",
-            ["device", "kind"],
+            "Device memory in bytes, by node, device and kind (used, total).",
+            ["node", "device", "kind"],
             registry=self.registry,
         )
         self.pool_alive = Gauge("nst_pool_alive", "1 while the worker pool is serving.", registry=self.registry)
@@ -47,17 +51,32 @@ class Metrics:
             registry=self.registry,
         )
         self._batch_sizes_seen: dict[int, int] = {}
+        self.backend = Gauge(
+            "nst_pool_backend",
+            "1 for the backend the pool runs on (local or ray).",
+            ["backend"],
+            registry=self.registry,
+        )
+        self.nodes = Gauge("nst_nodes", "Machines the pool has worker slots on.", registry=self.registry)
 
     def refresh(self, stats: PoolStats) -> None:
         """Copy the pool's current figures into the gauges."""
         self.queue_length.set(stats.queue_length)
         self.pool_alive.set(1 if stats.alive else 0)
-        for device, count in stats.workers_by_device.items():
-            self.workers.labels(device).set(count)
-            self.running.labels(device).set(stats.running_by_device.get(device, 0))
-        for device, (used, total) in stats.memory.items():
-            self.memory.labels(device, "used").set(used)
-            self.memory.labels(device, "total").set(total)
+        self.backend.clear()
+        self.backend.labels(stats.backend).set(1)
+        self.nodes.set(len(stats.nodes))
+        # Nodes come and go: only what the pool has now is reported.
+        for gauge in (self.workers, self.running, self.memory):
+            gauge.clear()
+        for place, count in stats.workers_by_device.items():
+            node, device = _node_and_device(stats, place)
+            self.workers.labels(node, device).set(count)
+            self.running.labels(node, device).set(stats.running_by_device.get(place, 0))
+        for place, (used, total) in stats.memory.items():
+            node, device = _node_and_device(stats, place)
+            self.memory.labels(node, device, "used").set(used)
+            self.memory.labels(node, device, "total").set(total)
         # The pool counts job starts by batch size; observe the ones since the last refresh.
         for size, count in stats.batch_sizes.items():
             for _ in range(count - self._batch_sizes_seen.get(size, 0)):
@@ -67,3 +86,9 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+def _node_and_device(stats: PoolStats, place: str) -> tuple[str, str]:
+    """A pool place (``cuda:0``, or ``<node>/cuda:0`` on a cluster) as a node and a device label."""
+    node = stats.node_by_device.get(place, "local")
+    return node, place.removeprefix(f"{node}/")

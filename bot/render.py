@@ -238,6 +238,8 @@ class StatusFigures:
     pool_alive: bool
     shards: dict[int, bool] = field(default_factory=dict)
     batches_by_device: dict[str, list[int]] = field(default_factory=dict)
+    backend: str = "local"
+    workers_by_node: dict[str, int] = field(default_factory=dict)
 
 
 def describe_shards(shards: dict[int, bool]) -> str:
@@ -246,6 +248,15 @@ def describe_shards(shards: dict[int, bool]) -> str:
     if len(shards) == 1:
         return state[next(iter(shards.values()))]
     return "\n".join(f"shard {shard_id}: {state[connected]}" for shard_id, connected in sorted(shards.items()))
+
+
+def _backend_line(figures: StatusFigures) -> str:
+    if figures.backend == "local":
+        return "local worker processes"
+    nodes = sorted(figures.workers_by_node.items())
+    lines = [f"{figures.backend}, {len(nodes)} node{'s' if len(nodes) != 1 else ''}"]
+    lines += [f"{node}: {count} worker{'s' if count != 1 else ''}" for node, count in nodes]
+    return "\n".join(lines)
 
 
 def status_message(figures: StatusFigures) -> Outgoing:
@@ -260,6 +271,7 @@ def status_message(figures: StatusFigures) -> Outgoing:
         for device, count in sorted(figures.workers_by_device.items())
     ]
     embed.add_field(name="Workers", value="\n".join(workers) or "none")
+    embed.add_field(name="Backend", value=_backend_line(figures))
     batches = [
         f"{device}: {' + '.join(str(size) for size in sizes)} jobs"
         for device, sizes in sorted(figures.batches_by_device.items())

@@ -47,6 +47,8 @@ async def status(interaction: discord.Interaction) -> None:
         version=bot_version(),
         pool_alive=stats.alive,
         shards=bot.shard_connections(),
+        backend=stats.backend,
+        workers_by_node=stats.workers_by_node(),
     )
     await interaction.response.send_message(embed=status_message(figures).embed, ephemeral=True)
 

@@ -8,7 +8,7 @@
     await pool.close(drain=True)
 """
 
-from .config import PoolConfig
+from .config import PoolConfig, RayConfig
 from .errors import JobCancelled, JobFailed, JobTooLarge, OwnerLimitReached, PoolClosed, PoolError, QueueFull
 from .jobs import Job, JobUpdate
 from .pool import Pool
@@ -27,4 +27,5 @@ __all__ = [
     "PoolError",
     "PoolStats",
     "QueueFull",
+    "RayConfig",
 ]

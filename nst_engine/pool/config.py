@@ -2,7 +2,38 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
+
+Backend = Literal["local", "ray"]
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """Where the ``ray`` backend finds its cluster and how many actors it runs there.
+
+    ``address`` ``""`` starts a private single-node Ray inside this process, ``"auto"`` joins
+    the cluster running on this host, ``"ray://host:10001"`` (or ``host:port``) one elsewhere.
+    Each GPU gets ``workers_per_gpu`` actors, each asking Ray for that fraction of it; each
+    node without a GPU gets ``cpu_workers`` actors, where -1 means one per such node when no
+    node of the cluster has a GPU and none otherwise.
+    """
+
+    address: str = ""
+    workers_per_gpu: int = 1
+    cpu_workers: int = -1
+    namespace: str = "nst-bot"
+    node_poll_interval_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.workers_per_gpu < 1:
+            raise ValueError(f"workers_per_gpu must be at least 1, got {self.workers_per_gpu!r}")
+        if self.cpu_workers < -1:
+            raise ValueError(f"cpu_workers must be -1 (automatic), 0 or more, got {self.cpu_workers!r}")
+        if not self.namespace:
+            raise ValueError("namespace must not be empty")
+        if self.node_poll_interval_s <= 0:
+            raise ValueError(f"node_poll_interval_s must be positive, got {self.node_poll_interval_s!r}")
 
 
 @dataclass(frozen=True)
@@ -20,6 +51,9 @@ class PoolConfig:
     a device shared with other programs; None plans for all the device has. With
     ``max_batch`` above 1 each worker takes that many jobs at once and runs those of one shape
     as one batch (one forward and backward pass per step for all of them).
+    ``backend`` ``"local"`` runs worker processes on this machine (``devices``,
+    ``workers_per_device``); ``"ray"`` runs actors on a Ray cluster as ``ray`` says (one job at
+    a time each: ``max_batch`` is for local workers).
     """
 
     devices: tuple[str, ...] | list[str] | None = None
@@ -38,8 +72,12 @@ class PoolConfig:
     oom_retry_scale: float = 0.7
     memory_limit_bytes: int | None = None
     max_batch: int = 1
+    backend: Backend = "local"
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
+        if self.backend not in ("local", "ray"):
+            raise ValueError(f"backend must be 'local' or 'ray', got {self.backend!r}")
         if self.devices is not None:
             if not self.devices:
                 raise ValueError("devices must name at least one device, or be None to detect them")

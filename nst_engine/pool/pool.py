@@ -92,19 +92,11 @@ class Pool:
     async def start(cls, config: PoolConfig | None = None, backend: SlotBackend | None = None) -> Pool:
         """Start every worker and return once all have loaded VGG19.
 
-        ``backend`` None runs worker processes on this machine's devices. Raises PoolError,
-        naming the reason, when a worker cannot start.
+        ``backend`` None makes the one ``config.backend`` names. Raises PoolError, naming the
+        reason, when a worker cannot start or the backend cannot reach its workers.
         """
         config = config or PoolConfig()
-        if backend is None:
-            backend = await LocalBackend.detect(
-                config.devices,
-                workers_per_device=config.workers_per_device,
-                weights=config.weights,
-                cpu_threads=config.cpu_threads,
-                heartbeat_interval_s=heartbeat_interval(config),
-                max_batch=config.max_batch,
-            )
+        backend = backend or await _backend_for(config)
         pool = cls(config, backend)
         await backend.open(pool._on_plan_changed)
         try:
@@ -699,6 +691,9 @@ class Pool:
             batches_by_device={p: self._batches_at(p, ready) for p in places},
             batch_sizes=dict(self._batch_sizes),
             alive=self._serving and not self._closing and bool(ready) and self.backend.connected(),
+            backend=self.backend.name,
+            nodes=tuple(sorted({w.node for w in self._workers.values()})),
+            node_by_device={w.place: w.node for w in ready},
         )
 
 
@@ -711,6 +706,28 @@ def _shape(request: StyleRequest, aspect: float) -> tuple[object, ...] | None:
         return None
     layers = (tuple(request.content_layers), tuple(request.style_layers))
     return (size, round(size * aspect), request.weights, request.pooling, layers, request.multiscale)
+
+
+async def _backend_for(config: PoolConfig) -> SlotBackend:
+    if config.backend == "ray":
+        # Imported only here: Ray is large, and a local pool never needs it.
+        from .ray_backend import RayBackend
+
+        return RayBackend(
+            config.ray,
+            weights=config.weights,
+            cpu_threads=config.cpu_threads,
+            heartbeat_interval_s=heartbeat_interval(config),
+            stale_after_s=config.heartbeat_timeout_s,
+        )
+    return await LocalBackend.detect(
+        config.devices,
+        workers_per_device=config.workers_per_device,
+        weights=config.weights,
+        cpu_threads=config.cpu_threads,
+        heartbeat_interval_s=heartbeat_interval(config),
+        max_batch=config.max_batch,
+    )
 
 
 def _work(request: StyleRequest) -> float | None:

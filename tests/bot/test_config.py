@@ -75,6 +75,13 @@ def test_example_loads_from_file_with_paths_relative_to_it():
         ({"downloads": {"allowed_hosts": ["CDN.discordapp.com"]}}, "must be a bare, lower-case host name"),
         ({"downloads": {"allowed_schemes": ["ftp"]}}, "downloads.allowed_schemes: 'ftp'"),
         ({"pool": {"devices": ["gpu0"]}}, "pool.devices: 'gpu0'"),
+        ({"pool": {"backend": "k8s"}}, "pool.backend: must be one of 'local', 'ray'"),
+        ({"pool": {"ray": {"address": "http://head"}}}, "pool.ray.address: must be empty"),
+        ({"pool": {"ray": {"address": "head:port"}}}, "pool.ray.address: must be empty"),
+        ({"pool": {"ray": {"workers_per_gpu": 0}}}, "pool.ray.workers_per_gpu: must be at least 1"),
+        ({"pool": {"ray": {"cpu_workers": -2}}}, "pool.ray.cpu_workers: must be at least -1"),
+        ({"pool": {"ray": {"namespace": ""}}}, "pool.ray.namespace: must not be empty"),
+        ({"pool": {"ray": {"port": 6379}}}, "pool.ray.port: unknown key"),
         ({"quality": {"default": "ultra"}}, "quality.default: must be one of"),
         ({"quality": {"fast": {"size": 2048}}}, "quality.fast.size: 2048 is larger than limits.max_size"),
         ({"quality": {"fast": {"colour": 1}}}, "quality.fast.colour: unknown key"),
@@ -93,6 +100,19 @@ def test_bad_keys_and_values_are_named(raw, message):
     with pytest.raises(ConfigError) as caught:
         parse_config(raw)
     assert message in str(caught.value)
+
+
+def test_a_ray_backend_is_configured_in_its_own_table():
+    config = parse_config(
+        {"pool": {"backend": "ray", "ray": {"address": "ray://head.lan:10001", "workers_per_gpu": 2, "cpu_workers": 0}}}
+    )
+    assert config.pool.backend == "ray"
+    assert (config.pool.ray.address, config.pool.ray.workers_per_gpu, config.pool.ray.cpu_workers) == (
+        "ray://head.lan:10001",
+        2,
+        0,
+    )
+    assert parse_config({"pool": {"ray": {"address": "10.0.0.2:6379"}}}).pool.ray.address == "10.0.0.2:6379"
 
 
 def test_the_token_value_never_appears_in_the_error():

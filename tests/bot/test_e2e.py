@@ -276,6 +276,7 @@ async def test_status_settings_health_and_metrics(world):
     answer = await status.wait_original()
     fields = {field["name"]: field["value"] for field in answer.embeds[0]["fields"]}
     assert answer.ephemeral and fields["Workers"].startswith("cpu: 1")
+    assert fields["Backend"] == "local worker processes"
     assert {"Queue", "Memory", "Jobs", "Uptime", "Version"} <= set(fields)
 
     with pytest.raises(CommandNotPermitted):
@@ -309,7 +310,7 @@ async def test_status_settings_health_and_metrics(world):
     async with aiohttp.ClientSession() as session:
         async with session.get(f"http://127.0.0.1:{world.bot.http_port}/healthz") as response:
             assert response.status == 200
-            assert await response.json() == {"gateway": True, "pool": True}
+            assert await response.json() == {"gateway": True, "pool": True, "backend": "local", "nodes": {"local": 1}}
     # What this test did, and nothing else (the other tests use other users and are over by now).
     metrics = await scrape(world)
     assert growth(metrics_before, metrics, "nst_jobs_total", outcome="finished") == 1
@@ -317,9 +318,10 @@ async def test_status_settings_health_and_metrics(world):
     assert growth(metrics_before, metrics, "nst_refusals_total", reason="channel") == 1
     assert growth(metrics_before, metrics, "nst_refusals_total", reason="guild") == 1
     assert metrics[("nst_queue_length", ())] == 0
-    assert metrics[("nst_workers", (("device", "cpu"),))] == 1
+    assert metrics[("nst_workers", (("device", "cpu"), ("node", "local")))] == 1
     assert metrics[("nst_pool_alive", ())] == 1
-    assert metrics[("nst_device_memory_bytes", (("device", "cpu"), ("kind", "total")))] > 0
+    assert metrics[("nst_pool_backend", (("backend", "local"),))] == 1
+    assert metrics[("nst_device_memory_bytes", (("device", "cpu"), ("kind", "total"), ("node", "local")))] > 0
 
 
 async def test_presets_and_the_settings_shown_listed_and_removed(world):

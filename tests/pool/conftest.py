@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_engine.pool import Job, JobUpdate, Pool
+from nst_engine.pool import Job, JobUpdate, Pool, PoolConfig
+from nst_engine.pool.config import RayConfig
 from nst_engine.request import StyleRequest
+
+BACKENDS = ("local", "ray")
 
 # Far more evaluations than any test waits for: such a job runs until it is stopped.
 ENDLESS_STEPS = 10_000
@@ -62,3 +65,25 @@ async def settled(job: Job, timeout_s: float = 120.0) -> str:
 def worker_pids(pool: Pool) -> dict[str, int | None]:
     """Process ids by worker slot. Peeks inside the process backend: fault injection needs pids."""
     return {worker.id: worker.pid for worker in pool._workers.values()}
+
+
+def config_for(backend: str, workers: int, **settings: object) -> PoolConfig:
+    """A pool of ``workers`` one-thread CPU workers: local processes, or actors on the session's Ray."""
+    if backend == "ray":
+        settings.update(backend="ray", ray=RayConfig(cpu_workers=workers, node_poll_interval_s=0.5))
+    else:
+        settings.update(devices=["cpu"], workers_per_device=workers)
+    return PoolConfig(cpu_threads=1, **settings)
+
+
+def use_backend(request: pytest.FixtureRequest, backend: str) -> str:
+    """``backend``, once what it needs is up (the session's Ray for ``ray``)."""
+    if backend == "ray":
+        request.getfixturevalue("ray_cluster")
+    return backend
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each backend in turn, for a test that starts pools of its own."""
+    return use_backend(request, request.param)

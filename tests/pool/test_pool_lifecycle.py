@@ -1,4 +1,4 @@
-"""Starting and closing pools, and the per-job time limit; each test owns a one-worker pool."""
+"""Starting local pools, and workers that cannot start; each test owns a one-worker pool."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from nst_engine.pool import JobFailed, Pool, PoolClosed, PoolConfig, PoolError
+from nst_engine.pool import Pool, PoolConfig, PoolError
 
 from .conftest import endless_request, first_progress, settled, tiny_request, worker_pids
 
@@ -18,65 +18,6 @@ def one_worker(**settings: object) -> PoolConfig:
     )
     base.update(settings)
     return PoolConfig(**base)
-
-
-def exited(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
-async def test_the_time_limit_fails_a_job_that_runs_too_long() -> None:
-    pool = await Pool.start(one_worker(job_timeout_s=2.0))
-    try:
-        slow = pool.submit(endless_request(), owner="ann")
-        with pytest.raises(JobFailed, match="took longer than 2 s"):
-            await slow.result()
-        assert (pool.stats().completed, pool.stats().failed) == (0, 1)
-    finally:
-        await pool.close(drain=False)
-
-
-async def test_close_with_drain_finishes_the_queue_then_refuses_new_work() -> None:
-    # The default time limit: on a loaded machine even a tiny job may take seconds.
-    pool = await Pool.start(one_worker())
-    try:
-        jobs = [pool.submit(tiny_request(size=32 + 4 * index), owner="ann") for index in range(3)]
-        assert [job.state for job in jobs] == ["running", "queued", "queued"]
-        pids = worker_pids(pool)
-    finally:
-        await pool.close(drain=True)
-
-    assert [job.state for job in jobs] == ["done", "done", "done"]
-    assert [(await job.result()).width for job in jobs] == [32, 36, 40]
-    with pytest.raises(PoolClosed):
-        pool.submit(tiny_request(), owner="ann")
-    with pytest.raises(PoolClosed):
-        await pool.wait_until_ready()
-    stats = pool.stats()
-    assert not stats.alive
-    assert (stats.completed, stats.failed) == (3, 0)
-    assert all(exited(pid) for pid in pids.values())
-
-
-async def test_close_without_drain_cancels_running_and_queued_jobs() -> None:
-    pool = await Pool.start(one_worker())
-    running = pool.submit(endless_request(), owner="bea")
-    queued = [pool.submit(tiny_request(), owner=owner) for owner in ("bea", "cid")]
-    await first_progress(running)
-    pids = worker_pids(pool)
-
-    await pool.close(drain=False)
-
-    assert [job.state for job in (running, *queued)] == ["cancelled"] * 3
-    assert [update.kind async for update in running.updates()] == ["cancelled"]
-    assert pool.stats().cancelled == 3
-    assert all(exited(pid) for pid in pids.values())
-    await pool.close(drain=False)
-    with pytest.raises(PoolClosed):
-        pool.submit(tiny_request(), owner="bea")
 
 
 async def test_a_worker_that_cannot_load_its_weights_fails_the_start_clearly(tmp_path) -> None:
