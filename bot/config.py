@@ -83,10 +83,13 @@ def _device(value: str) -> str | None:
 def _ray_address(value: str) -> str | None:
     if value in ("", "auto"):
         return None
-    host, _, port = value.removeprefix("ray://").rpartition(":")
+    if value.startswith("ray://"):
+        # Ray Client cannot stream a generator's results, and progress streams that way.
+        return "Ray Client (ray://) addresses are not supported; give the head's host:6379 (the bot joins as a driver)"
+    host, _, port = value.rpartition(":")
     if host and "/" not in host and port.isdigit() and 0 < int(port) < 65536:
         return None
-    return "must be empty (a private Ray in the bot), 'auto', 'host:port' or 'ray://host:port'"
+    return "must be empty (a private Ray in the bot), 'auto' or the head's 'host:port'"
 
 
 def _not_empty(value: str) -> str | None:

@@ -13,7 +13,8 @@ class RayConfig:
     """Where the ``ray`` backend finds its cluster and how many actors it runs there.
 
     ``address`` ``""`` starts a private single-node Ray inside this process, ``"auto"`` joins
-    the cluster running on this host, ``"ray://host:10001"`` (or ``host:port``) one elsewhere.
+    the cluster running on this host, ``"host:6379"`` the one whose head is there (this process
+    joins it as a driver; Ray Client's ``ray://`` cannot stream the progress of a job).
     Each GPU gets ``workers_per_gpu`` actors, each asking Ray for that fraction of it; each
     node without a GPU gets ``cpu_workers`` actors, where -1 means one per such node when no
     node of the cluster has a GPU and none otherwise.

@@ -357,10 +357,9 @@ class RayBackend(SlotBackend):
 
 def _probe(address: str) -> None:
     """Refuse an address nothing listens on at once: ``ray.init`` would retry it for ever."""
-    bare = address.removeprefix("ray://")
-    host, _, port = bare.rpartition(":")
+    host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise PoolError(f"The Ray address {address!r} is not of the form host:port or ray://host:port.")
+        raise PoolError(f"The Ray address {address!r} is not of the form host:port.")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=_CONNECT_PROBE_TIMEOUT_S).close()
     except OSError as exc:

@@ -78,6 +78,7 @@ def test_example_loads_from_file_with_paths_relative_to_it():
         ({"pool": {"backend": "k8s"}}, "pool.backend: must be one of 'local', 'ray'"),
         ({"pool": {"ray": {"address": "http://head"}}}, "pool.ray.address: must be empty"),
         ({"pool": {"ray": {"address": "head:port"}}}, "pool.ray.address: must be empty"),
+        ({"pool": {"ray": {"address": "ray://head:10001"}}}, "pool.ray.address: Ray Client (ray://) addresses are not"),
         ({"pool": {"ray": {"workers_per_gpu": 0}}}, "pool.ray.workers_per_gpu: must be at least 1"),
         ({"pool": {"ray": {"cpu_workers": -2}}}, "pool.ray.cpu_workers: must be at least -1"),
         ({"pool": {"ray": {"namespace": ""}}}, "pool.ray.namespace: must not be empty"),
@@ -104,11 +105,11 @@ def test_bad_keys_and_values_are_named(raw, message):
 
 def test_a_ray_backend_is_configured_in_its_own_table():
     config = parse_config(
-        {"pool": {"backend": "ray", "ray": {"address": "ray://head.lan:10001", "workers_per_gpu": 2, "cpu_workers": 0}}}
+        {"pool": {"backend": "ray", "ray": {"address": "head.lan:6379", "workers_per_gpu": 2, "cpu_workers": 0}}}
     )
     assert config.pool.backend == "ray"
     assert (config.pool.ray.address, config.pool.ray.workers_per_gpu, config.pool.ray.cpu_workers) == (
-        "ray://head.lan:10001",
+        "head.lan:6379",
         2,
         0,
     )

@@ -126,8 +126,9 @@ async def test_jobs_spread_over_gpu_nodes_that_come_and_go(ray_cluster) -> None:
         # A node joining gets a worker without a restart.
         nodes.remove(lost)
         nodes.append(ray_cluster.add_node(**node_args()))
+        await until(lambda: len(pool.stats().nodes) == 2, "a worker to start on the new node")
         await pool.wait_until_ready()
-        assert len(pool.stats().nodes) == 2
+        assert pool.stats().workers_by_node() == dict.fromkeys(pool.stats().nodes, 1)
         assert await settled(pool.submit(tiny_request(), owner="bea")) == "done"
 
         # With the last node gone, nothing is left to run a job on: it fails and says so.
@@ -167,6 +168,6 @@ async def test_an_unreachable_address_fails_the_start_in_one_sentence_naming_it(
         sock.bind(("127.0.0.1", 0))
         address = f"127.0.0.1:{sock.getsockname()[1]}"
     with pytest.raises(PoolError) as refused:
-        await Pool.start(PoolConfig(backend="ray", ray=RayConfig(address=f"ray://{address}")))
+        await Pool.start(PoolConfig(backend="ray", ray=RayConfig(address=address)))
     message = str(refused.value)
     assert address in message and message.count(". ") == 0 and message.endswith(".")
