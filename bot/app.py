@@ -192,7 +192,10 @@ class NSTBot(discord.Client):
         return checks
 
     def describe_pool(self) -> dict[str, object]:
-        """Where the pool runs, for /healthz: its backend and the warm workers on each node."""
+        """Where a cluster pool runs, for /healthz: its backend and the warm workers on each node.
+        Nothing for the local pool, whose one machine is the one answering."""
+        if self.config.pool.backend == "local":
+            return {}
         pool = getattr(self, "pool", None)
         if pool is None:
             return {"backend": self.config.pool.backend, "nodes": {}}

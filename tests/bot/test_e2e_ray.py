@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import aiohttp
 import pytest
 
 from tests.bot.harness import (
@@ -61,6 +62,11 @@ async def test_stylize_on_ray_and_a_sigkilled_bot_delivers_its_remote_job_once(t
             status = await (await fake.invoke_command("nst", subcommand="status", user=user)).wait_original()
             fields = {field["name"]: field["value"] for field in status.embeds[0]["fields"]}
             assert fields["Backend"].startswith("ray, 1 node\n") and fields["Backend"].endswith(": 1 worker")
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"http://127.0.0.1:{bot.http_port}/healthz") as response:
+                    health = await response.json()
+            (node,) = health["nodes"]
+            assert health == {"gateway": True, "pool": True, "backend": "ray", "nodes": {node: 1}}
 
             running = await accepted_status(
                 await stylize(fake, user, content=images.content, style=images.style, quality="balanced")
