@@ -43,6 +43,16 @@ def ray_overrides(address: str) -> dict[str, dict[str, object]]:
     }
 
 
+async def healthy(bot: BotProcess) -> dict:
+    """/healthz once it answers 200 (discord.py calls itself ready a moment after the gateway's READY)."""
+    async with aiohttp.ClientSession() as session, asyncio.timeout(30):
+        while True:
+            async with session.get(f"http://127.0.0.1:{bot.http_port}/healthz") as response:
+                if response.status == 200:
+                    return await response.json()
+            await asyncio.sleep(0.2)
+
+
 async def test_stylize_on_ray_and_a_sigkilled_bot_delivers_its_remote_job_once(tmp_path, images_dir, ray_cluster):
     async with FakeDiscord() as fake:
         config = write_config(tmp_path, fake, ray_overrides(ray_cluster.address))
@@ -62,9 +72,7 @@ async def test_stylize_on_ray_and_a_sigkilled_bot_delivers_its_remote_job_once(t
             status = await (await fake.invoke_command("nst", subcommand="status", user=user)).wait_original()
             fields = {field["name"]: field["value"] for field in status.embeds[0]["fields"]}
             assert fields["Backend"].startswith("ray, 1 node\n") and fields["Backend"].endswith(": 1 worker")
-            async with aiohttp.ClientSession() as session:
-                async with session.get(f"http://127.0.0.1:{bot.http_port}/healthz") as response:
-                    health = await response.json()
+            health = await healthy(bot)
             (node,) = health["nodes"]
             assert health == {"gateway": True, "pool": True, "backend": "ray", "nodes": {node: 1}}
 
