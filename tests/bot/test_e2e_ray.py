@@ -38,7 +38,7 @@ def ray_overrides(address: str) -> dict[str, dict[str, object]]:
         "pool": {"backend": "ray", "heartbeat_timeout_s": 10.0},
         "pool.ray": {"address": address, "cpu_workers": 1},
         # Long enough to still be running when the bot is killed, short enough to run again.
-        "quality.balanced": {"size": 40, "steps": 150},
+        "quality.balanced": {"size": 40, "steps": 80},
         "progress": {"edit_interval_s": 600.0, "queue_edit_interval_s": 600.0},
     }
 

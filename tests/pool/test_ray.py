@@ -22,7 +22,7 @@ from .conftest import config_for, endless_request, first_progress, settled, tiny
 FINAL = {"finished", "failed", "cancelled"}
 FAST = dict(progress_every=1, progress_interval_s=0.05, heartbeat_timeout_s=4.0, kill_grace_s=5.0)
 # Long enough to still be running when a test breaks something under it, short enough to then finish.
-LONG_STEPS = 150
+LONG_STEPS = 60
 
 
 def node_args() -> dict[str, object]:
