@@ -153,17 +153,18 @@ class NSTBot(discord.Client):
         try:
             await handle_job_button(self, action, job_id, interaction)
         except Exception as exc:
-            await self._report_failure(interaction, exc)
+            await self.report_failure(interaction, exc)
 
     async def _on_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         message = explain(error)
         if message is None:
-            await self._report_failure(interaction, error)
+            await self.report_failure(interaction, error)
             return
         log.info("command from user %s not run: %s", interaction.user.id, error)
         await self._tell(interaction, message)
 
-    async def _report_failure(self, interaction: discord.Interaction, error: Exception) -> None:
+    async def report_failure(self, interaction: discord.Interaction, error: Exception) -> None:
+        """Log a bug in handling ``interaction`` and tell its user, privately, that something went wrong."""
         log.error("unexpected error handling an interaction", exc_info=error)
         await self._tell(interaction, INTERNAL_ERROR)
 

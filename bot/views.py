@@ -13,7 +13,7 @@ from typing import Any
 
 import discord
 
-ACTIONS: tuple[str, ...] = ("cancel", "rerun", "more", "less", "colors", "delete")
+ACTIONS: tuple[str, ...] = ("cancel", "rerun", "more", "less", "colors", "adjust", "higher", "delete")
 
 CUSTOM_ID_TEMPLATE = rf"nst:(?P<action>{'|'.join(ACTIONS)}):(?P<job_id>[0-9a-f]{{32}})"
 _PATTERN = re.compile(CUSTOM_ID_TEMPLATE)
@@ -39,6 +39,8 @@ _STYLES: dict[str, tuple[str, str, discord.ButtonStyle]] = {
     "more": ("More style", "➕", discord.ButtonStyle.secondary),
     "less": ("Less style", "➖", discord.ButtonStyle.secondary),
     "colors": ("Preserve colours", "🎨", discord.ButtonStyle.secondary),
+    "adjust": ("Adjust…", "🎛️", discord.ButtonStyle.secondary),
+    "higher": ("Higher quality", "⬆️", discord.ButtonStyle.secondary),
     "delete": ("Delete", "🗑️", discord.ButtonStyle.danger),
 }
 
@@ -74,13 +76,15 @@ def running_view(job_id: str) -> discord.ui.View:
 
 
 def result_view(job_id: str, *, preserve_colors: bool) -> discord.ui.View:
-    """Re-run, More style, Less style and the colour toggle under a finished image; Delete on a row of its own."""
+    """Under a finished image: Re-run, More style, Less style and the colour toggle; then Adjust…, Higher quality
+    and Delete on a second row."""
     view = discord.ui.View(timeout=None)
     view.add_item(JobButton("rerun", job_id))
     view.add_item(JobButton("more", job_id))
     view.add_item(JobButton("less", job_id))
     view.add_item(JobButton("colors", job_id, label="Original colours" if preserve_colors else None))
-    delete = JobButton("delete", job_id)
-    delete.row = 1
-    view.add_item(delete)
+    for action in ("adjust", "higher", "delete"):
+        button = JobButton(action, job_id)
+        button.row = 1
+        view.add_item(button)
     return view

@@ -99,7 +99,7 @@ async def test_stylize_defers_shows_progress_and_delivers_one_final_image(world)
     fields = {field["name"]: field["value"] for field in status.embeds[0]["fields"]}
     assert fields["Seed"] == "7" and fields["Device"] == "cpu" and fields["Size"] == f"{image.width}×{image.height}"
     assert [b["label"] for b in status.buttons] == [
-        "Re-run (new seed)", "More style", "Less style", "Preserve colours", "Delete"
+        "Re-run (new seed)", "More style", "Less style", "Preserve colours", "Adjust…", "Higher quality", "Delete"
     ]
     assert finals_for(fake, job_prefix(status)) == [status]
     assert interaction.rejections == []

@@ -334,3 +334,46 @@ async def test_nst_jobs_lists_your_jobs_with_cancel_and_nst_show_posts_your_resu
     theirs = await fake.invoke_command("nst", {"id": job_prefix(done)}, subcommand="show", user=other)
     answer = await theirs.wait_original()
     assert answer.ephemeral and "is not one of your jobs" in answer.content
+
+
+async def test_adjust_opens_a_prefilled_dialog_whose_values_start_a_new_job(world):
+    fake = world.fake
+    user = world.user()
+    done = await _finished(world, user, seed=7)
+
+    press = await fake.press_button(done, label="Adjust…", user=user)
+    await press.wait_acknowledged()
+    assert press.ack_type == 9, "the dialog must be the first answer"
+    inputs = {c["custom_id"]: c for row in press.modal["components"] for c in row["components"]}
+    assert (inputs["strength"]["value"], inputs["seed"]["value"], inputs["size"]["value"]) == ("1", "7", "32")
+
+    bad = await fake.submit_modal(press, {"size": "5000"})
+    answer = await bad.wait_original()
+    assert answer.ephemeral and "The size must be from 16 to 1024 pixels" in answer.content
+
+    again = await fake.press_button(done, label="Adjust…", user=user)
+    await again.wait_acknowledged()
+    submitted = await fake.submit_modal(again, {"strength": "3", "seed": "8", "size": "40"})
+    status = await accepted_status(submitted)
+    await wait_title(fake, status, DONE_TITLE)
+    assert "40 px" in status.text and "strength ×3" in status.text and "seed 8" in status.text
+    assert max(status.attachments[0].image().size) == 40
+
+    stranger = await fake.press_button(done, label="Adjust…", user=world.user())
+    answer = await stranger.wait_original()
+    assert answer.ephemeral and "can use its buttons" in answer.content and stranger.modal is None
+
+
+async def test_higher_quality_runs_the_next_level_up_to_the_servers_ceiling(world):
+    fake = world.fake
+    user = world.user()
+    done = await _finished(world, user)
+    higher = await accepted_status(await fake.press_button(done, label="Higher quality", user=user))
+    await wait_title(fake, higher, DONE_TITLE)
+    assert "balanced · 40 px" in higher.text
+    try:
+        await _settings(world, "max-quality", quality="balanced")
+        refused = await fake.press_button(higher, label="Higher quality", user=user)
+        assert "already at the highest quality this server allows" in await refusal(refused)
+    finally:
+        await _settings(world, "max-quality", quality="high")

@@ -123,7 +123,7 @@ def test_result_message_has_image_summary_and_buttons():
     assert embed.footer.text.startswith(job_footer(record))
     assert message.content is None and message.mention is None
     assert [item.custom_id.split(":")[1] for item in message.view.children] == [
-        "rerun", "more", "less", "colors", "delete"
+        "rerun", "more", "less", "colors", "adjust", "higher", "delete"
     ]
     assert f"Requested by <@{USER}>" in embed.description
 

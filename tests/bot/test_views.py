@@ -48,9 +48,11 @@ def test_views_carry_the_job_in_every_button():
         ("more", job_id),
         ("less", job_id),
         ("colors", job_id),
+        ("adjust", job_id),
+        ("higher", job_id),
         ("delete", job_id),
     ]
     assert all(isinstance(item, JobButton) for item in result.children)
     assert result.children[3].item.label == "Original colours"
     assert result_view(job_id, preserve_colors=False).children[3].item.label == "Preserve colours"
-    assert result.children[-1].row == 1, "Delete sits apart from the buttons that make new images"
+    assert [item.row for item in result.children[4:]] == [1, 1, 1], "a second row: Adjust…, Higher quality, Delete"
