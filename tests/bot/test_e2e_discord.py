@@ -377,3 +377,33 @@ async def test_higher_quality_runs_the_next_level_up_to_the_servers_ceiling(worl
         assert "already at the highest quality this server allows" in await refusal(refused)
     finally:
         await _settings(world, "max-quality", quality="high")
+
+
+async def test_with_a_short_token_life_the_status_keeps_moving_on_the_bots_own_token(tmp_path, images_dir):
+    async with bot_fake_discord() as fake:
+        config = write_config(tmp_path, fake, {"delivery": {"token_ttl_s": 2.0, "token_margin_s": 0.0}})
+        bot = await BotProcess.start(config, fake)
+        try:
+            await bot.wait_ready(fake)
+            await fake.wait_for_command("stylize")
+            images = add_images(fake, images_dir)
+            user = fake.add_user("patient")
+            status = await accepted_status(await fake.invoke_command(
+                "stylize", {"content": images.content, "preset": "shipwreck", "quality": "high"}, user=user
+            ))
+            by_bot = rf"^/channels/\d+/messages/{status.id}$"
+            await fake.wait_for(lambda: len(fake.requests_to("PATCH", by_bot)) >= 2, 60, "edits with the bot's token")
+            iterations = [v.embeds[0]["description"] for v in status.history if v.embeds]
+            await fake.wait_for(lambda: status.embeds[0]["description"] not in iterations, 60, "a later progress edit")
+            await (await fake.press_button(status, label="Cancel", user=user)).wait_acknowledged()
+            await wait_title(fake, status, "🛑 Cancelled")
+            late_webhook_edits = [
+                r for r in fake.requests_to("PATCH", rf"^/webhooks/.*/messages/{status.id}$")
+                if r.started_at > fake.requests_to("PATCH", by_bot)[0].started_at
+            ]
+            assert late_webhook_edits == [], "once the token is past its life, only the bot's token is used"
+            assert all(r.status == 200 for r in fake.requests_to("PATCH", by_bot))
+            assert await bot.terminate() == 0, bot.log()[-3000:]
+        finally:
+            await bot.kill()
+        assert "Traceback" not in bot.log(), bot.log()[-5000:]
