@@ -21,6 +21,7 @@ from bot.datalock import DataFolderLock
 from bot.delivery import Delivery
 from bot.http_server import HealthServer
 from bot.intake import Intake
+from bot.looplag import watch_loop_lag
 from bot.metrics import Metrics
 from bot.presets import PresetCatalogue
 from bot.runner import JobRunner
@@ -98,6 +99,7 @@ class NSTBot(discord.Client):
         self.started_at = time.monotonic()
         self.health_server: HealthServer | None = None
         self._maintenance: asyncio.Task[None] | None = None
+        self._lag_watch: asyncio.Task[None] | None = None
         self._stopping: asyncio.Task[None] | None = None
         self.data_lock: DataFolderLock | None = None
 
@@ -131,6 +133,7 @@ class NSTBot(discord.Client):
             await sync_if_changed(self.tree, self.store, guild_id=config.discord.dev_guild_id, force=self.force_sync)
         await self.runner.resume()
         self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
+        self._lag_watch = asyncio.create_task(watch_loop_lag(self.metrics.loop_lag.observe), name="loop-lag")
 
     async def _maintain(self) -> None:
         while True:
@@ -218,6 +221,8 @@ class NSTBot(discord.Client):
         log.info("shutting down")
         if self._maintenance is not None:
             self._maintenance.cancel()
+        if self._lag_watch is not None:
+            self._lag_watch.cancel()
         runner = getattr(self, "runner", None)
         if runner is not None:
             await runner.stop(self.config.shutdown.grace_s)

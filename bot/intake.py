@@ -8,8 +8,9 @@ requester is told.  Every refusal is an ephemeral message with its own reason.
 
 Heavy work is bounded before it starts: a /stylize counts against its user's job limit from
 the first gate, so a flood of requests cannot all be downloading at once; downloads and
-decodes wait for global permits, and decodes run on threads of their own, so they never
-starve the threads everything else uses; a request refused after its download costs a
+decodes wait for global permits, and decodes run in processes of their own (a decode is
+seconds of CPU in Pillow, much of it holding the interpreter lock, which in a thread would
+starve the event loop; and a decoder that crashes on a hostile file takes only itself down); a request refused after its download costs a
 cooldown, like an accepted one, so a broken file cannot be sent again and again at once.
 """
 
@@ -17,11 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING
 
 import discord
@@ -57,6 +62,9 @@ _POOL_REFUSALS: dict[type[PoolError], str] = {
 }
 
 
+# How much less CPU priority decoding gets than the bot's event loop (Unix niceness, 0-19).
+_DECODER_NICENESS = 10
+
 _STORAGE_FAILING = "I cannot save new jobs right now (my storage is failing). Please try again later."
 
 
@@ -85,10 +93,10 @@ class Intake:
         downloads = bot.config.downloads
         self._downloads = asyncio.Semaphore(downloads.max_concurrent)
         self._decodes = asyncio.Semaphore(downloads.max_concurrent_decodes)
-        self._decoder = ThreadPoolExecutor(downloads.max_concurrent_decodes, thread_name_prefix="intake-decode")
+        self._decoder = _decoder_processes(downloads.max_concurrent_decodes)
 
     def close(self) -> None:
-        """Let the decode threads go once their current work is done."""
+        """Let the decode processes go once their current work is done."""
         self._decoder.shutdown(wait=False, cancel_futures=True)
 
     @property
@@ -134,11 +142,11 @@ class Intake:
 
     async def _check_storage(self, user_id: int) -> None:
         """Refuse new jobs while the disk is nearly full, or the user keeps as many images as they may."""
+        # Cheap checks: on the shared threads, never queued behind the decodes.
         storage = self._config.storage
-        loop = asyncio.get_running_loop()
         blobs = self._bot.blobs
         if storage.min_free_bytes:
-            free = await loop.run_in_executor(self._decoder, blobs.free_bytes)
+            free = await asyncio.to_thread(blobs.free_bytes)
             if free < storage.min_free_bytes:
                 log.warning("refusing new jobs: %s free on the data disk", format_bytes(free))
                 raise Refusal(
@@ -147,7 +155,7 @@ class Intake:
                 )
         if storage.max_bytes_per_user:
             sources, job_ids = await self._bot.store.user_files(user_id)
-            used = await loop.run_in_executor(self._decoder, blobs.stored_bytes, sources, job_ids)
+            used = await asyncio.to_thread(blobs.stored_bytes, sources, job_ids)
             if used >= storage.max_bytes_per_user:
                 raise Refusal(
                     f"You have {format_bytes(used)} of images stored with me, the most one person may keep "
@@ -261,18 +269,30 @@ class Intake:
             except DownloadError as exc:
                 raise Refusal(str(download_failed(role, info.filename, exc)), "download") from None
             async with self._decodes:
+                decoder = self._decoder
                 try:
                     prepared = await loop.run_in_executor(
-                        self._decoder,
-                        lambda: prepare_upload(data, max_pixels=limits.max_pixels, max_side=self._config.limits.max_size),
+                        decoder,
+                        functools.partial(
+                            prepare_upload, data, max_pixels=limits.max_pixels, max_side=self._config.limits.max_size
+                        ),
                     )
                 except ImageError as exc:
                     raise Refusal(str(image_refused(role, info.filename, exc)), "image") from None
-                try:
-                    return await loop.run_in_executor(self._decoder, self._bot.blobs.put_source, prepared.data)
-                except OSError as exc:
-                    log.error("could not store an upload: %s", exc)
-                    raise Refusal(_STORAGE_FAILING, "storage") from None
+                except BrokenProcessPool:
+                    log.error("an image decoder died reading %s; starting new ones", info.filename)
+                    if self._decoder is decoder:
+                        self._decoder = _decoder_processes(limits.max_concurrent_decodes)
+                    raise Refusal(
+                        f"The {role} image (`{info.filename}`) could not be read: it made the image decoder fail. "
+                        "Please re-save it as PNG or JPEG and send it again.",
+                        "image",
+                    ) from None
+        try:
+            return await asyncio.to_thread(self._bot.blobs.put_source, prepared.data)
+        except OSError as exc:
+            log.error("could not store an upload: %s", exc)
+            raise Refusal(_STORAGE_FAILING, "storage") from None
 
     def new_record(
         self,
@@ -359,3 +379,11 @@ class Intake:
             await interaction.edit_original_response(content=f"⚠️ {refusal}")
         except discord.HTTPException as exc:
             log.warning("could not tell user %s why their request was refused: %s", interaction.user.id, exc)
+
+
+def _decoder_processes(count: int) -> ProcessPoolExecutor:
+    # Forked from a small server process, not from the bot with its threads and sockets; at a lower
+    # CPU priority, so the event loop always gets the processor first.
+    return ProcessPoolExecutor(
+        count, mp_context=multiprocessing.get_context("forkserver"), initializer=os.nice, initargs=(_DECODER_NICENESS,)
+    )

@@ -8,6 +8,7 @@ from nst_engine.pool import PoolStats
 
 _DURATION_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600)
 _BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32)
+_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
 class Metrics:
@@ -58,6 +59,12 @@ class Metrics:
             registry=self.registry,
         )
         self.nodes = Gauge("nst_nodes", "Machines the pool has worker slots on.", registry=self.registry)
+        self.loop_lag = Histogram(
+            "nst_event_loop_lag_seconds",
+            "How much later than asked the event loop woke a timer (sampled every 0.1 s).",
+            buckets=_LAG_BUCKETS,
+            registry=self.registry,
+        )
 
     def refresh(self, stats: PoolStats) -> None:
         """Copy the pool's current figures into the gauges."""
