@@ -104,6 +104,8 @@ async def cooled(tmp_path_factory, images_dir):
 async def test_simultaneous_requests_from_one_user_cannot_skip_the_cooldown(cooled):
     accepted, refusals = split(await burst(cooled, [cooled.user()] * 3))
     assert len(accepted) == 1, f"{len(accepted)} jobs accepted inside one 600 s cooldown; refusals: {refusals}"
-    assert all("Slow down a little" in text for text in refusals), refusals
+    # Requests still in flight count against the user's job limit from the first gate, so a third one
+    # sent with two others may meet that limit before the cooldown.
+    assert all("Slow down a little" in text or "You already have" in text for text in refusals), refusals
     await cancel_all(cooled, accepted)
 
