@@ -220,10 +220,14 @@ async def run(duration_s: float, ordinary_every_s: float, hostile_pause_s: float
     leftovers = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.tmp"))
     tracebacks = unexpected_tracebacks(bot.log())
 
-    kinds = Counter(
-        classify(o.kind, s.interaction.original.content if s.interaction.original else "")
-        for o, s in zip(outcomes, sent, strict=True)
-    )
+    def kinds_of(hostile: bool) -> str:
+        kinds = Counter(
+            classify(o.kind, s.interaction.original.content if s.interaction.original else "")
+            for o, s in zip(outcomes, sent, strict=True)
+            if s.hostile == hostile
+        )
+        return ", ".join(f"{kind} {count}" for kind, count in kinds.most_common())
+
     ordinary_acks = [o.ack_s for o, s in zip(outcomes, sent, strict=True) if not s.hostile and o.ack_s is not None]
     hostile_acks = [o.ack_s for o, s in zip(outcomes, sent, strict=True) if s.hostile and o.ack_s is not None]
     late_ordinary = sum(o.late_ack for o, s in zip(outcomes, sent, strict=True) if not s.hostile)
@@ -249,7 +253,8 @@ async def run(duration_s: float, ordinary_every_s: float, hostile_pause_s: float
         f"{DOWNLOADS} downloads and {DECODES} decodes at once",
         f"machine: {machine()}",
         f"interactions      {len(sent)} ({hostile_count} hostile, {len(sent) - hostile_count} ordinary)",
-        "outcomes          " + ", ".join(f"{kind} {count}" for kind, count in kinds.most_common()),
+        f"outcomes, hostile {kinds_of(True)}",
+        f"outcomes, ordinary {kinds_of(False)}",
         f"ack, ordinary     {spread(ordinary_acks)}; later than {ACK_DEADLINE_S:g} s: {late_ordinary}",
         f"ack, hostile      {spread(hostile_acks)}",
         f"event-loop lag    p50 <= {p50 * 1000:g} ms, p99 <= {p99 * 1000:g} ms, max <= {worst * 1000:g} ms "
