@@ -1,10 +1,12 @@
-"""The bot's storage under faults: a full disk, a damaged database, a malformed row, a second bot on the folder."""
+"""The bot's storage under faults (a full disk, a damaged database, a malformed row, a second bot on the folder), and a dying decoder."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import os
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -13,6 +15,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import aiohttp
 import pytest
 
 from bot.blobs import BlobStore
@@ -21,6 +24,9 @@ from bot.datalock import DataFolderBusy, DataFolderLock
 from bot.intake import Intake, Refusal
 from bot.jobs import BLOB_PREFIX, JobParams, JobRecord
 from bot.store import JobStore, StoreFailed, StoreUnusable
+from bot.validation import AttachmentInfo
+from tests.fake_discord import FakeDiscord
+from tests.hostile_files import png_16mp
 
 
 def record(job_id: str, user_id: int = 1, content: str = "c" * 64, style: str = "preset:starry_night") -> JobRecord:
@@ -213,3 +219,35 @@ async def test_a_user_over_their_storage_quota_is_refused_and_others_are_not(tmp
     finally:
         intake.close()
         await store.close()
+
+
+# --- the decode processes -------------------------------------------------------------------------
+
+
+async def test_a_decoder_that_dies_refuses_that_upload_and_fresh_decoders_take_the_next(tmp_path):
+    config = parse_config(
+        {
+            "storage": {"data_dir": str(tmp_path), "database": str(tmp_path / "db")},
+            "downloads": {"allowed_hosts": ["127.0.0.1"], "allowed_schemes": ["http"], "allow_explicit_port": True},
+        }
+    )
+    big = png_16mp("LA")
+    async with FakeDiscord() as fake, aiohttp.ClientSession() as session:
+        bot = SimpleNamespace(config=config, blobs=BlobStore(tmp_path), http_session=session)
+        intake = Intake(bot)  # type: ignore[arg-type]
+        try:
+            payload = fake.add_attachment(big, "big.png", "image/png")
+            upload = AttachmentInfo("big.png", payload["url"], payload["size"], "image/png", None, None)
+            taking = asyncio.create_task(intake._take_in("content", upload))
+            # Kill the decode processes as soon as they exist, as the kernel's OOM killer or a crash would.
+            async with asyncio.timeout(60):
+                while not intake._decoder._processes:
+                    await asyncio.sleep(0.01)
+            for pid in list(intake._decoder._processes):
+                os.kill(pid, signal.SIGKILL)
+            with pytest.raises(Refusal, match=r"The content image \(`big\.png`\) could not be read: it made the image"):
+                await taking
+            key = await intake._take_in("content", upload)
+            assert BlobStore(tmp_path).has_source(key)
+        finally:
+            intake.close()
