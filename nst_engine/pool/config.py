@@ -17,7 +17,8 @@ class RayConfig:
     joins it as a driver; Ray Client's ``ray://`` cannot stream the progress of a job).
     Each GPU gets ``workers_per_gpu`` actors, each asking Ray for that fraction of it; each
     node without a GPU gets ``cpu_workers`` actors, where -1 means one per such node when no
-    node of the cluster has a GPU and none otherwise.
+    node of the cluster has a GPU and none otherwise. The node list is read every
+    ``node_poll_interval_s``: how soon a node that joined gets its actors.
     """
 
     address: str = ""
