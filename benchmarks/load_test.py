@@ -250,7 +250,7 @@ def bot_overrides(settings: LoadSettings) -> dict[str, dict[str, object]]:
             "queue_size": settings.queue_size,
             "max_jobs_per_user": settings.jobs_per_user,
             "cooldown_s": settings.cooldown_s,
-            "min_size": 16,
+            "min_size": 32,
         },
         "quality.fast": {"size": settings.size, "steps": settings.steps},
         "pool": {"devices": ["cpu"], "workers_per_device": 1, "cpu_threads": 1},

@@ -22,6 +22,7 @@ import yarl
 from bot.presets import BUNDLED
 from nst_engine.errors import ImageError
 from nst_engine.imageio import decode_image
+from nst_engine.presets import MIN_SIZE as ENGINE_MIN_SIZE
 from nst_engine.presets import QUALITY_PRESETS
 
 QUALITIES: tuple[str, ...] = ("fast", "balanced", "high")
@@ -175,8 +176,9 @@ class LimitsConfig:
     cooldown_s: float = _checked(30.0, _non_negative)
     max_jobs_per_user: int = _checked(2, _at_least(1))
     queue_size: int = _checked(32, _at_least(1))
-    max_size: int = _checked(1024, _at_least(16))
-    min_size: int = _checked(64, _at_least(16))
+    # Below the engine's smallest size every job would fail after queueing (and Discord's size option offers it).
+    max_size: int = _checked(1024, _at_least(ENGINE_MIN_SIZE))
+    min_size: int = _checked(64, _at_least(ENGINE_MIN_SIZE))
 
 
 @dataclass(frozen=True)

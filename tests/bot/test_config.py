@@ -65,6 +65,7 @@ def test_example_loads_from_file_with_paths_relative_to_it():
         ({"limits": {"max_jobs_per_user": True}}, "limits.max_jobs_per_user: must be a whole number"),
         ({"limits": {"queue_size": 0}}, "limits.queue_size: must be at least 1"),
         ({"limits": {"min_size": 900, "max_size": 800}}, "limits.min_size: must not exceed"),
+        ({"limits": {"min_size": 16}}, "limits.min_size: must be at least 32"),
         ({"http": {"enabled": "yes"}}, "http.enabled: must be true or false"),
         ({"http": {"port": 70000}}, "http.port: must be between"),
         ({"discord": {"api_base_url": "discord.com/api"}}, "discord.api_base_url: must be a https or http URL"),

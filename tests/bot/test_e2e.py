@@ -163,7 +163,7 @@ async def test_each_bad_request_gets_its_own_ephemeral_message(world):
     sneaked = await fake.invoke_command(
         "stylize", {"content": png, "style": world.images.style, "size": 4000}, user=user, validate=False
     )
-    assert "size must be between 16 and 1024" in await refusal(sneaked)
+    assert "size must be between 32 and 1024" in await refusal(sneaked)
 
 
 async def test_cancel_is_for_the_requester_or_a_moderator(world):

@@ -349,7 +349,7 @@ async def test_adjust_opens_a_prefilled_dialog_whose_values_start_a_new_job(worl
 
     bad = await fake.submit_modal(press, {"size": "5000"})
     answer = await bad.wait_original()
-    assert answer.ephemeral and "The size must be from 16 to 1024 pixels" in answer.content
+    assert answer.ephemeral and "The size must be from 32 to 1024 pixels" in answer.content
 
     again = await fake.press_button(done, label="Adjust…", user=user)
     await again.wait_acknowledged()
