@@ -330,6 +330,7 @@ class RayBackend(SlotBackend):
         return {slot_id: planned.kind for slot_id, planned in self._plan.items()}
 
     def places(self) -> list[str]:
+        # A slot's place (node and GPU) is known once its actor says which GPU Ray gave it.
         return []
 
     def create(self, slot_id: str, *, on_message: OnMessage, on_exit: OnExit) -> RaySlot:
@@ -344,10 +345,6 @@ class RayBackend(SlotBackend):
 
     def connected(self) -> bool:
         return time.monotonic() - self._last_answer <= self._stale_after_s
-
-    def nodes(self) -> list[str]:
-        """Labels of the nodes that have worker slots in the plan."""
-        return sorted({planned.node for planned in self._plan.values()})
 
     async def close(self) -> None:
         self._closing.set()

@@ -130,9 +130,9 @@ class SlotBackend(ABC):
     def create(self, slot_id: str, *, on_message: OnMessage, on_exit: OnExit) -> WorkerSlot:
         """A new, not yet started slot for ``slot_id`` (one of :meth:`plan`'s keys)."""
 
+    @abstractmethod
     def places(self) -> list[str]:
         """The places stats always list, even with no slot ready there."""
-        return list(dict.fromkeys(self.plan().values()))
 
     async def open(self, on_plan_changed: Callable[[], None]) -> None:
         """Get ready to make slots; call ``on_plan_changed`` whenever :meth:`plan` changes later."""
