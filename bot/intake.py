@@ -232,9 +232,8 @@ class Intake:
     async def remember_style(self, interaction: discord.Interaction, image: discord.Attachment) -> None:
         """Handle an acknowledged "Use as style": check and keep ``image`` as the user's style, then confirm."""
         try:
-            if interaction.guild_id is None or (
-                self._config.discord.guild_allowlist and interaction.guild_id not in self._config.discord.guild_allowlist
-            ):
+            allowlist = self._config.discord.guild_allowlist
+            if interaction.guild_id is None or (allowlist and interaction.guild_id not in allowlist):
                 raise Refusal("This bot is not enabled for this server.", "guild")
             info = AttachmentInfo.from_discord(image)
             try:

@@ -44,7 +44,8 @@ def message_images(message: discord.Message) -> list[discord.Attachment]:
 
 def _image_option(index: int, attachment: discord.Attachment) -> discord.SelectOption:
     size = f" ({attachment.width}×{attachment.height})" if attachment.width and attachment.height else ""
-    return discord.SelectOption(label=f"{index + 1}. {attachment.filename}"[:100] + size, value=str(index))
+    name = attachment.filename[: 100 - len(size) - len(f"{index + 1}. ")]
+    return discord.SelectOption(label=f"{index + 1}. {name}{size}", value=str(index))
 
 
 class StylizePicker(discord.ui.View):
@@ -120,7 +121,8 @@ class StylizePicker(discord.ui.View):
 
 async def _no_image(interaction: discord.Interaction) -> None:
     await interaction.response.send_message(
-        "⚠️ That message has no image I can use. Right-click a message with a PNG, JPEG, WebP, GIF or BMP attached.",
+        "⚠️ That message has no image I can use. "
+        "Right-click a message with a PNG, JPEG, WebP, GIF or BMP attached.",
         ephemeral=True,
     )
 

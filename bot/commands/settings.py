@@ -97,9 +97,10 @@ async def max_quality(interaction: discord.Interaction, quality: Literal["fast",
 async def buttons(interaction: discord.Interaction, who: Literal["owner", "everyone"]) -> None:
     bot, current = await _load(interaction)
     current.owner_only_buttons = who == "owner"
-    note = "Only the member who asked for an image can use its buttons." if who == "owner" else (
-        "Every member can use the buttons under a result."
-    )
+    if who == "owner":
+        note = "Only the member who asked for an image can use its buttons."
+    else:
+        note = "Every member can use the buttons under a result."
     await _save(interaction, bot, current, note)
 
 
@@ -108,4 +109,5 @@ async def buttons(interaction: discord.Interaction, who: Literal["owner", "every
 async def spoilers(interaction: discord.Interaction, enabled: bool) -> None:
     bot, current = await _load(interaction)
     current.spoilers = enabled
-    await _save(interaction, bot, current, "Results are posted as spoilers." if enabled else "Results are shown directly.")
+    note = "Results are posted as spoilers." if enabled else "Results are shown directly."
+    await _save(interaction, bot, current, note)
