@@ -61,7 +61,9 @@ async def _delete(bot: NSTBot, job_id: str, interaction: discord.Interaction) ->
         await bot.store.delete(job_id)
         await asyncio.to_thread(bot.blobs.delete_results, [job_id])
         # Its source images go at the next clean-up, unless another job or a saved style still uses them.
-    await interaction.edit_original_response(content="🗑️ Deleted the result and its stored images.")
+    await interaction.edit_original_response(
+        content="🗑️ Deleted the result and its stored image; its source images go at the next clean-up."
+    )
 
 
 async def _cancel(bot: NSTBot, job_id: str, interaction: discord.Interaction) -> None:
