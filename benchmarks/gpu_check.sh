@@ -62,6 +62,7 @@ TABLE=$OUT/table.md
 : >"$LOG"
 STARTED=$(date +%s)
 SUMMARY=()
+NAMES=()
 
 if [ -d "$CARRY/site" ]; then
     export PYTHONPATH="$ROOT:$CARRY/site"
@@ -78,7 +79,7 @@ export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1
 if [ "$DRY" = 1 ]; then
     DEVICE=cpu SIZE=32 STEPS=10 JOBS=2 BATCH_STEPS=5 POOL_STEPS=5 COMPILE_STEPS=6
 else
-    DEVICE=cuda SIZE=512 STEPS=500 JOBS=8 BATCH_STEPS=200 POOL_STEPS=500 COMPILE_STEPS=200
+    DEVICE=cuda SIZE=512 STEPS=500 JOBS=8 BATCH_STEPS=200 POOL_STEPS=300 COMPILE_STEPS=200
 fi
 IMAGE_ARGS=(--content "$IMAGES_DIR/tubingen.jpg" --style "$IMAGES_DIR/starry_night.jpg")
 
@@ -108,6 +109,7 @@ section() {
     fi
     echo "== $name: $status in ${seconds}s" | tee -a "$LOG"
     SUMMARY+=("| $name | $status | ${seconds} s |")
+    NAMES+=("$name")
 }
 
 section environment 30 "$PYTHON" -c '
@@ -158,8 +160,10 @@ section compile 60 "$PYTHON" benchmarks/bench_engine.py --gpu --device "$DEVICE"
     echo "|---|---|---|"
     printf '%s\n' "${SUMMARY[@]}"
     echo
-    grep -h -E '^(RESULT|ratio|pool|sequential|[0-9]+ (passed|failed|skipped))|(passed|failed|error).* in [0-9.]+s' \
-        "$LOGS"/*.log 2>/dev/null
+    for name in "${NAMES[@]}"; do
+        grep -E '^(RESULT|ratio|pool|batched|sequential|python |torch |cuda:[0-9])|(passed|failed|error).* in [0-9.]+s' \
+            "$LOGS/$name.log" 2>/dev/null | sed "s/^/$name: /"
+    done
     echo
     echo "total: $(($(date +%s) - STARTED)) s of a ${BUDGET} s budget"
 } >"$TABLE"

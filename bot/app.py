@@ -60,6 +60,7 @@ def pool_config(config: Config) -> PoolConfig:
         cpu_threads=pool.cpu_threads or None,
         progress_every=pool.progress_every,
         max_batch=pool.max_batch,
+        shape_multiple=pool.shape_multiple,
     )
 
 

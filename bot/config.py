@@ -169,6 +169,7 @@ class PoolSettings:
     cpu_threads: int = _checked(0, _non_negative)
     progress_every: int = _checked(10, _at_least(1))
     max_batch: int = _checked(1, _at_least(1))
+    shape_multiple: int = _checked(32, _between(1, 64))
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,9 @@ from dataclasses import dataclass
 
 import torch
 
-log = logging.getLogger(__name__)
+from nst_engine.presets import BF16_ON_CUDA
 
-BF16_ON_CUDA = False
-"""bf16 autocast by default on CUDA: only once benchmarks/gpu_check.sh shows its final loss
-within 1% of fp32's at equal steps (it has not yet run on a GPU)."""
+log = logging.getLogger(__name__)
 
 GRAPH_WARMUP_STEPS = 2
 """Eager steps on a side stream between the first step and the capture (cuBLAS/cuDNN set-up

@@ -24,7 +24,6 @@ from nst_engine import acceleration, lbfgs
 from nst_engine.acceleration import Acceleration, Features, is_out_of_memory
 from nst_engine.device import configure_backends, resolve_device
 from nst_engine.errors import EngineError, InvalidRequest, OutOfMemory
-from nst_engine.imageio import decode_image
 from nst_engine.presets import LBFGS_HISTORY
 from nst_engine.request import CancelToken, LossSummary, StyleRequest, StyleResult
 from nst_engine.transfer import (
@@ -34,8 +33,9 @@ from nst_engine.transfer import (
     Objective,
     Plan,
     ProgressCallback,
+    ProgressGate,
+    decode_inputs,
     _drop_thin_scales,
-    _Images,
     _preview_renderer,
     _Run,
     finish,
@@ -43,6 +43,7 @@ from nst_engine.transfer import (
     plan_request,
     scale_problem,
     to_uint8,
+    working_size,
 )
 from nst_engine.vgg import load_vgg19
 
@@ -59,7 +60,14 @@ def batch_key(request: StyleRequest, width: int, height: int) -> BatchKey | None
     if len(plan.scales) > 1:
         return None
     layers = tuple(dict.fromkeys(request.content_layers + request.style_layers))
-    return (*fit_long_side(width, height, plan.scales[0][0]), request.weights, request.pooling, layers)
+    shape = working_size(fit_long_side(width, height, plan.scales[0][0]), request.shape_multiple)
+    return (*shape, request.weights, request.pooling, layers)
+
+
+def request_batch_key(request: StyleRequest) -> BatchKey | None:
+    """:func:`batch_key` of a request, its content decoded as a batch decodes it."""
+    plan = plan_request(request)
+    return batch_key(request, *decode_inputs(request, plan).content.size)
 
 
 @dataclass
@@ -82,6 +90,7 @@ class Member:
     objective: Objective
     pixels: torch.Tensor  # the image being optimised, 0-255, a leaf of its own
     update: Callable[[], None]
+    size: tuple[int, int]  # the output's (width, height)
     started: float
     tag: object = None  # the caller's handle on the job
 
@@ -112,19 +121,19 @@ class Batch:
         progress_every: int = 10,
         preview_size: int | None = None,
         cancel: CancelToken | None = None,
+        gate: ProgressGate | None = None,
         tag: object = None,
     ) -> Member:
         """Add a job; it takes part from the next step. Raises the engine's errors for this job alone."""
         started = time.perf_counter()
         plan = plan_request(request)
-        images = _Images(
-            content=decode_image(request.content, max_pixels=request.max_input_pixels),
-            styles=[decode_image(style, max_pixels=request.max_input_pixels) for style in request.styles],
-        )
+        images = decode_inputs(request, plan)
         plan = dataclasses.replace(plan, scales=_drop_thin_scales(plan.scales, *images.content.size))
         if batch_key(request, *images.content.size) != self.key:
             raise InvalidRequest(f"This job does not fit batch {self.key}.")
-        run = _Run(plan.steps, on_progress, progress_every, _preview_renderer(request, images, preview_size), cancel)
+        run = _Run(
+            plan.steps, on_progress, progress_every, _preview_renderer(request, images, preview_size), cancel, gate
+        )
         run.check_cancel()
         try:
             content, objective, image = scale_problem(request, plan, images, plan.scales[0][0], self.features, None)
@@ -133,7 +142,8 @@ class Batch:
                 raise OutOfMemory(f"Not enough {self.device.type.upper()} memory to add this job.") from None
             raise
         pixels = (image.detach() * PIXEL_SCALE).requires_grad_(True)
-        member = Member(request, plan, run, content, objective, pixels, _updater(request, pixels), started, tag)
+        size = fit_long_side(*images.content.size, plan.scales[0][0])
+        member = Member(request, plan, run, content, objective, pixels, _updater(request, pixels), size, started, tag)
         self.members.append(member)
         return member
 
@@ -188,7 +198,7 @@ class Batch:
 
     def _result(self, member: Member) -> StyleResult:
         image = (member.pixels.detach() / PIXEL_SCALE).clamp(0, 1)
-        image, final = finish(member.request, member.objective, image, member.content)
+        image, final = finish(member.request, member.objective, image, member.content, member.size)
         return StyleResult(
             image=to_uint8(image),
             losses=LossSummary(initial=member.run.initial_terms(), final=final),
@@ -227,8 +237,7 @@ def stylize_batch(
     for index, request in enumerate(requests):
         try:
             if batch is None:
-                probe = decode_image(request.content, max_pixels=request.max_input_pixels)
-                key = batch_key(request, *probe.size)
+                key = request_batch_key(request)
                 if key is None:
                     raise InvalidRequest("Coarse-to-fine jobs cannot run in a batch.")
                 batch = Batch(key, device, speedups)

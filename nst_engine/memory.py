@@ -12,7 +12,7 @@ import itertools
 
 from nst_engine.errors import ImageError
 from nst_engine.imageio import probe_image
-from nst_engine.presets import LBFGS_HISTORY, MAX_SIZE, MIN_SIZE, resolve_size_steps
+from nst_engine.presets import BF16_ON_CUDA, LBFGS_HISTORY, MAX_SIZE, MIN_SIZE, resolve_size_steps
 from nst_engine.request import StyleRequest
 
 _BLOCK_CHANNELS = (64, 128, 256, 512, 512)
@@ -49,19 +49,20 @@ def _weights_bytes(layers: list[tuple[str, int, int]]) -> int:
     return total
 
 
-def _training_bytes(layers: list[tuple[str, int, int]], pixels: float, max_pooling: bool) -> float:
-    """What one forward and backward pass at ``pixels`` keeps alive at its peak."""
-    saved = 3 * pixels * FLOAT  # the preprocessed input, saved by conv1_1
+def _training_bytes(layers: list[tuple[str, int, int]], pixels: float, max_pooling: bool, element: int) -> float:
+    """What one forward and backward pass at ``pixels`` keeps alive at its peak, activations
+    saved for backward taking ``element`` bytes each (2 under bf16)."""
+    saved = 3 * pixels * element  # the preprocessed input, saved by conv1_1
     largest = 3 * pixels * FLOAT
     for name, block, channels in layers:
-        size = channels * pixels / 4 ** (block - 1) * FLOAT
-        largest = max(largest, size)
+        elements = channels * pixels / 4 ** (block - 1)
+        largest = max(largest, elements * FLOAT)
         if name.startswith(("relu", "pool")):
-            saved += size
+            saved += elements * element
         if name.startswith("pool") and max_pooling:
-            saved += size / FLOAT * INDEX
+            saved += elements * INDEX
     # Backward holds an activation's gradient and its input's gradient at once; the loss adds a
-    # squared-difference buffer the size of the layers it compares.
+    # squared-difference buffer the size of the layers it compares (in fp32, whatever the network's).
     return saved + 3 * largest
 
 
@@ -94,7 +95,8 @@ def _peak_bytes(request: StyleRequest, size: int, aspect: float, device_type: st
     optimiser = (2 * LBFGS_HISTORY + 6 if request.optimizer == "lbfgs" else 5) * image_floats * FLOAT
     style_pixels = pixels * request.style_scale**2
     styles = _forward_bytes(layers, style_pixels) + len(request.styles) * 3 * style_pixels * FLOAT
-    working = max(_training_bytes(layers, pixels, request.pooling == "max") + optimiser, styles)
+    element = 2 if device_type == "cuda" and BF16_ON_CUDA else FLOAT
+    working = max(_training_bytes(layers, pixels, request.pooling == "max", element) + optimiser, styles)
     peak = (working + _weights_bytes(layers)) * FRAGMENTATION
     return int(peak + FIXED_OVERHEAD.get(device_type, FIXED_OVERHEAD["cpu"]))
 

@@ -31,7 +31,9 @@ class StyleRequest:
     Images travel as encoded bytes (PNG/JPEG/...), or as paths to files holding them, so a
     request is small, picklable and decoded, with the pixel cap, where it runs; a path keeps
     a queued request to a few bytes, the file being read only when the job starts. ``size`` and ``steps`` left as ``None``
-    take the values of ``quality``'s preset.
+    take the values of ``quality``'s preset. ``shape_multiple`` above 1 optimises at sides rounded to
+    multiples of it and resizes the result back to the content's aspect, so that uploads of
+    similar shapes share cuDNN's tuning, CUDA graphs and batches.
     """
 
     content: ImageSource
@@ -55,6 +57,7 @@ class StyleRequest:
     multiscale: bool | None = None
     weights: str = "caffe"
     max_input_pixels: int = 40_000_000
+    shape_multiple: int = 1
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from nst_engine.request import CancelToken, LossSummary, LossTerms, Progress, St
 from nst_engine.vgg import VGG19Features, check_layers, layer_channels, load_vgg19
 
 MIN_SIDE = 16  # VGG19's four pooling stages before relu5_x need at least 16 pixels
+MAX_SHAPE_MULTIPLE = 64
 MULTISCALE_LEVELS = 3
 MULTISCALE_COARSEST = 128  # smallest long side of a coarse-to-fine ladder
 MULTISCALE_MIN_SHARE = 10  # fewest evaluations worth spending on a scale
@@ -46,6 +48,14 @@ LBFGS_FIRST_STEP = 1.0  # pixel levels the first (gradient) step moves the most-
 STYLE_LAYER_SCALE = {"caffe": 5.0, "imagenet": 5.0 * 57.0**2}
 
 ProgressCallback = Callable[[Progress], None]
+
+
+class ProgressGate(Protocol):
+    """Says whether a progress report, and a preview with it, would be sent now (a throttle's view)."""
+
+    def progress_due(self) -> bool: ...
+
+    def preview_due(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,10 @@ def plan_request(request: StyleRequest) -> Plan:
     ):
         if not math.isfinite(value) or value < 0:
             raise InvalidRequest(f"The {name} must be a finite number >= 0, not {value}.")
+    if not isinstance(request.shape_multiple, int) or not 1 <= request.shape_multiple <= MAX_SHAPE_MULTIPLE:
+        raise InvalidRequest(
+            f"The shape multiple must be between 1 and {MAX_SHAPE_MULTIPLE}, not {request.shape_multiple}."
+        )
     if not math.isfinite(request.style_scale) or not 0.1 <= request.style_scale <= 4.0:
         raise InvalidRequest(f"The style scale must be between 0.1 and 4, not {request.style_scale}.")
     return Plan(
@@ -162,6 +176,13 @@ def fit_long_side(width: int, height: int, long_side: int) -> tuple[int, int]:
     if width >= height:
         return long_side, max(1, round(long_side / width * height))
     return max(1, round(long_side / height * width)), long_side
+
+
+def working_size(size: tuple[int, int], multiple: int) -> tuple[int, int]:
+    """``size`` with each side rounded to the nearest multiple of ``multiple`` (at least one multiple)."""
+    if multiple <= 1:
+        return size
+    return (max(multiple, round(size[0] / multiple) * multiple), max(multiple, round(size[1] / multiple) * multiple))
 
 
 def fit_pixels(width: int, height: int, pixels: float) -> tuple[int, int]:
@@ -241,8 +262,10 @@ class _Run:
         progress_every: int,
         preview: Callable[[torch.Tensor], bytes] | None,
         cancel: CancelToken | None,
+        gate: ProgressGate | None = None,
     ) -> None:
         self.total = total
+        self.gate = gate
         self.on_progress = on_progress
         self.progress_every = max(1, progress_every)
         self.preview = preview
@@ -270,9 +293,15 @@ class _Run:
         self.evaluations += 1
         if self.initial is None:
             self.initial = values.detach().clone()
-        if self.on_progress is not None and self.evaluations % self.progress_every == 0:
-            preview = self.preview(image()) if self.preview is not None else None
-            self.on_progress(Progress(self.evaluations, self.total, _loss_terms(values), preview))
+        if self.on_progress is None or self.evaluations % self.progress_every:
+            return
+        # Reading the losses waits for the device, and a preview costs a resize and a PNG:
+        # neither is worth it for a report the caller would drop.
+        if self.gate is not None and not self.gate.progress_due():
+            return
+        render = self.preview is not None and (self.gate is None or self.gate.preview_due())
+        preview = self.preview(image()) if render else None
+        self.on_progress(Progress(self.evaluations, self.total, _loss_terms(values), preview))
 
 
 def _optimise(
@@ -337,6 +366,7 @@ class _Images:
                 f"At {long_side} px the content image would be {size[0]}x{size[1]}; its short side needs at "
                 f"least {MIN_SIDE} px. Use a larger size or a less elongated image."
             )
+        size = working_size(size, request.shape_multiple)
         content = to_tensor(self.content, size, device)
         pixels = size[0] * size[1] * request.style_scale**2
         styles = []
@@ -349,6 +379,18 @@ class _Images:
                 )
             styles.append(to_tensor(style_image, style_size, device))
         return content, styles
+
+
+def decode_inputs(request: StyleRequest, plan: Plan) -> _Images:
+    """The request's images, decoded; a large JPEG content at a reduced scale, since it is shrunk anyway."""
+    return _Images(
+        content=decode_image(
+            request.content,
+            max_pixels=request.max_input_pixels,
+            target_long_side=plan.scales[-1][0] + request.shape_multiple,
+        ),
+        styles=[decode_image(style, max_pixels=request.max_input_pixels) for style in request.styles],
+    )
 
 
 def _prepare_styles(request: StyleRequest, content: torch.Tensor, styles: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -387,7 +429,7 @@ def _run_scales(
         image = _optimise(image, objective, budget, request.optimizer, run, speedups.graphs)
         if index < len(plan.scales) - 1:
             del objective
-    return finish(request, objective, image, content)
+    return finish(request, objective, image, content, fit_long_side(*images.content.size, plan.scales[-1][0]))
 
 
 def scale_problem(
@@ -410,14 +452,16 @@ def scale_problem(
 
 
 def finish(
-    request: StyleRequest, objective: Objective, image: torch.Tensor, content: torch.Tensor
+    request: StyleRequest, objective: Objective, image: torch.Tensor, content: torch.Tensor, size: tuple[int, int]
 ) -> tuple[torch.Tensor, LossTerms]:
-    """The optimised ``image`` made final (colours restored) and its loss terms."""
+    """The optimised ``image`` made final (colours restored, resized to the output ``size``) and its loss terms."""
     with torch.no_grad():
         final = _loss_terms(objective(image))
-    if request.preserve_colors == "luminance":
-        image = color.combine_luminance(image, content)
-    return image, final
+        if request.preserve_colors == "luminance":
+            image = color.combine_luminance(image, content)
+        if tuple(image.shape[-2:]) != (size[1], size[0]):
+            image = F.interpolate(image, size=size[::-1], mode="bicubic", antialias=True, align_corners=False)
+    return image.clamp(0, 1), final
 
 
 def _preview_renderer(
@@ -449,11 +493,13 @@ def stylize(
     preview_size: int | None = None,
     cancel: CancelToken | None = None,
     speedups: Acceleration | None = None,
+    gate: ProgressGate | None = None,
 ) -> StyleResult:
     """Paint ``request.content`` in the style of ``request.styles``.
 
     ``on_progress`` is called every ``progress_every`` evaluations, with a PNG preview whose
-    long side is ``preview_size`` when that is given; ``cancel.is_set()`` is checked before
+    long side is ``preview_size`` when that is given, except when ``gate`` (a throttle) says
+    the report, or its preview, would not be sent; ``cancel.is_set()`` is checked before
     every evaluation. ``speedups`` defaults to CUDA graphs (and bf16 once validated) on CUDA,
     nothing on the CPU; one that fails reruns the job eagerly in fp32. Raises ImageError
     subclasses for unusable images, InvalidRequest for bad settings, WeightsUnavailable,
@@ -463,13 +509,10 @@ def stylize(
     plan = plan_request(request)
     torch_device = resolve_device(device)
     configure_backends(torch_device)
-    images = _Images(
-        content=decode_image(request.content, max_pixels=request.max_input_pixels),
-        styles=[decode_image(style, max_pixels=request.max_input_pixels) for style in request.styles],
-    )
+    images = decode_inputs(request, plan)
     plan = dataclasses.replace(plan, scales=_drop_thin_scales(plan.scales, *images.content.size))
     model = load_vgg19(request.weights, torch_device, request.pooling)
-    run = _Run(plan.steps, on_progress, progress_every, _preview_renderer(request, images, preview_size), cancel)
+    run = _Run(plan.steps, on_progress, progress_every, _preview_renderer(request, images, preview_size), cancel, gate)
     run.check_cancel()
     out_of_memory = False
     wanted = acceleration.usable(torch_device, speedups or acceleration.default_for(torch_device))

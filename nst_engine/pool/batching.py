@@ -40,8 +40,7 @@ def serve_batches(
     runs one job by itself (False when the process should exit). Returns early, after failing
     the jobs in hand, if a batch step hits an error the engine did not mean to raise.
     """
-    from ..batch import Batch, batch_key
-    from ..imageio import decode_image
+    from ..batch import Batch, request_batch_key
 
     batches: dict[object, Batch] = {}
     alone: deque[RunJob] = deque()
@@ -61,15 +60,17 @@ def serve_batches(
                 if cancel.is_set():
                     raise Cancelled("The job was cancelled before it started.")
                 request = message.request
-                key = batch_key(request, *decode_image(request.content, max_pixels=request.max_input_pixels).size)
+                key = request_batch_key(request)
                 if key is None:
                     alone.append(message)  # run_alone takes up its cancel token again
                 else:
                     if key not in batches:
                         batches[key] = Batch(key, device)
+                    throttle = ProgressThrottle(message.progress_interval_s, message.preview_interval_s)
                     batches[key].join(
                         request,
-                        on_progress=_reporter(message, send),
+                        on_progress=_reporter(message, throttle, send),
+                        gate=throttle,
                         progress_every=message.progress_every,
                         preview_size=message.preview_size,
                         cancel=cancel,
@@ -106,9 +107,7 @@ def serve_batches(
             return
 
 
-def _reporter(message: RunJob, send: Send) -> Callable[[Progress], None]:
-    throttle = ProgressThrottle(message.progress_interval_s, message.preview_interval_s)
-
+def _reporter(message: RunJob, throttle: ProgressThrottle, send: Send) -> Callable[[Progress], None]:
     def report(progress: Progress) -> None:
         admitted = throttle.admit(progress)
         if admitted is not None:

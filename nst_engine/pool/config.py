@@ -52,7 +52,9 @@ class PoolConfig:
     ``memory_limit_bytes`` caps the memory admission control plans for on each device, for
     a device shared with other programs; None plans for all the device has. With
     ``max_batch`` above 1 each worker takes that many jobs at once and runs those of one shape
-    as one batch (one forward and backward pass per step for all of them).
+    as one batch (one forward and backward pass per step for all of them). ``shape_multiple``
+    above 1 sets every request's ``shape_multiple`` (sides rounded to its multiples while the
+    job runs), so jobs share shapes: cuDNN's tuning, CUDA graphs and batches.
     ``backend`` ``"local"`` runs worker processes on this machine (``devices``,
     ``workers_per_device``); ``"ray"`` runs actors on a Ray cluster as ``ray`` says (one job at
     a time each: ``max_batch`` is for local workers).
@@ -76,6 +78,7 @@ class PoolConfig:
     max_batch: int = 1
     backend: Backend = "local"
     ray: RayConfig = field(default_factory=RayConfig)
+    shape_multiple: int = 1
 
     def __post_init__(self) -> None:
         if self.backend not in ("local", "ray"):
@@ -96,6 +99,7 @@ class PoolConfig:
             "startup_timeout_s": self.startup_timeout_s,
             "kill_grace_s": self.kill_grace_s,
             "max_batch": self.max_batch,
+            "shape_multiple": self.shape_multiple,
         }
         for name, value in positive.items():
             if value <= 0:

@@ -131,6 +131,8 @@ class Pool:
         """
         if self._closing:
             raise PoolClosed()
+        if self.config.shape_multiple > 1 and request.shape_multiple == 1:
+            request = dataclasses.replace(request, shape_multiple=self.config.shape_multiple)
         if job_id is not None and job_id in self._active:
             raise ValueError(f"job id {job_id!r} is already queued or running")
         if self._active_by_owner[owner] >= self.config.per_owner_limit:
@@ -727,6 +729,7 @@ async def _backend_for(config: PoolConfig) -> SlotBackend:
         cpu_threads=config.cpu_threads,
         heartbeat_interval_s=heartbeat_interval(config),
         max_batch=config.max_batch,
+        shape_multiple=config.shape_multiple,
     )
 
 

@@ -29,6 +29,14 @@ class ProgressThrottle:
         self._last_progress: float | None = None
         self._last_preview: float | None = None
 
+    def progress_due(self) -> bool:
+        """Whether a report made now would be sent (so the engine need not read its losses otherwise)."""
+        return self._last_progress is None or self._clock() - self._last_progress >= self._progress_interval_s
+
+    def preview_due(self) -> bool:
+        """Whether a preview made now would ride along (so the engine need not render one otherwise)."""
+        return self._last_preview is None or self._clock() - self._last_preview >= self._preview_interval_s
+
     def admit(self, progress: Progress) -> Progress | None:
         """The report to send (maybe without its preview), or None to send nothing."""
         now = self._clock()

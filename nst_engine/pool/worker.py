@@ -95,9 +95,11 @@ def run_worker(
     threads: int,
     heartbeat_interval_s: float,
     max_batch: int = 1,
+    shape_multiple: int = 1,
 ) -> None:
     """Entry point of a worker process (started with the spawn method); ``max_batch`` above 1
-    runs up to that many jobs at once, batched by shape."""
+    runs up to that many jobs at once, batched by shape. On a GPU, with jobs' sides rounded to
+    ``shape_multiple`` (above 1), the common shapes are warmed up before the worker says it is ready."""
     # Ctrl-C in a terminal reaches the whole process group; the pool, not the keyboard, ends workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker[{device} pid {os.getpid()}] %(message)s")
@@ -115,6 +117,8 @@ def run_worker(
         from ..vgg import load_vgg19
 
         load_vgg19(weights, device=device)
+        if device_type(device) == "cuda" and shape_multiple > 1:
+            _warm_up(device, shape_multiple, weights)
         used, total = memory()
     except Exception as exc:  # anything here means this worker cannot serve; say why and exit
         log.exception("could not start")
@@ -140,6 +144,18 @@ def run_worker(
                 log.error("exiting after an unexpected error; the pool starts a fresh worker")
                 break
     stopped.set()
+
+
+def _warm_up(device: str, shape_multiple: int, weights: str) -> None:
+    """Tune cuDNN for the common shapes, so their first jobs are not slow; a failure only costs speed."""
+    from ..warmup import single_scale_sizes, warm_up
+
+    try:
+        shapes = warm_up(device, single_scale_sizes(), shape_multiple, weights)
+    except Exception:
+        log.warning("warming up failed; the first job of each shape will be slower", exc_info=True)
+    else:
+        log.info("warmed up %d shapes", len(shapes))
 
 
 def _listen(connection: Connection, jobs: queue.Queue[RunJob | Stop], cancellations: _Cancellations) -> None:
@@ -183,6 +199,7 @@ def _run_job(job: RunJob, device: str, outbox: _Outbox, cancellations: _Cancella
             progress_every=job.progress_every,
             preview_size=job.preview_size,
             cancel=cancel,
+            gate=throttle,
         )
         outcome = JobDone(job.job_id, result)
     except Cancelled as exc:

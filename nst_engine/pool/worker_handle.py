@@ -39,9 +39,11 @@ class WorkerHandle(WorkerSlot):
         on_message: OnMessage,
         on_exit: OnExit,
         max_batch: int = 1,
+        shape_multiple: int = 1,
     ) -> None:
         super().__init__(worker_id, device, on_message=on_message, on_exit=on_exit)
         self.capacity = max_batch
+        self._shape_multiple = shape_multiple
         self.exitcode: int | None = None
         self._weights = weights
         self._threads = threads
@@ -59,7 +61,15 @@ class WorkerHandle(WorkerSlot):
         ours, theirs = context.Pipe(duplex=True)
         self._process = context.Process(
             target=run_worker,
-            args=(theirs, self.device, self._weights, self._threads, self._heartbeat_interval_s, self.capacity),
+            args=(
+                theirs,
+                self.device,
+                self._weights,
+                self._threads,
+                self._heartbeat_interval_s,
+                self.capacity,
+                self._shape_multiple,
+            ),
             name=f"nst-worker-{self.id}",
             daemon=True,
         )
@@ -168,6 +178,7 @@ class LocalBackend(SlotBackend):
         cpu_threads: int | None,
         heartbeat_interval_s: float,
         max_batch: int = 1,
+        shape_multiple: int = 1,
     ) -> None:
         for device in devices:
             device_type(device)
@@ -177,6 +188,7 @@ class LocalBackend(SlotBackend):
         self._threads = threads_per_worker(devices, workers_per_device, cpu_threads)
         self._heartbeat_interval_s = heartbeat_interval_s
         self._max_batch = max_batch
+        self._shape_multiple = shape_multiple
 
     @classmethod
     async def detect(
@@ -188,6 +200,7 @@ class LocalBackend(SlotBackend):
         cpu_threads: int | None,
         heartbeat_interval_s: float,
         max_batch: int = 1,
+        shape_multiple: int = 1,
     ) -> LocalBackend:
         """A backend on ``devices``, or on every device found here when that is None."""
         found = devices or await asyncio.to_thread(detect_devices)
@@ -198,6 +211,7 @@ class LocalBackend(SlotBackend):
             cpu_threads=cpu_threads,
             heartbeat_interval_s=heartbeat_interval_s,
             max_batch=max_batch,
+            shape_multiple=shape_multiple,
         )
 
     def plan(self) -> Mapping[str, str]:
@@ -216,4 +230,5 @@ class LocalBackend(SlotBackend):
             on_message=on_message,
             on_exit=on_exit,
             max_batch=self._max_batch,
+            shape_multiple=self._shape_multiple,
         )

@@ -111,3 +111,10 @@ def test_a_job_of_another_shape_is_refused(tiny_request):
     with pytest.raises(InvalidRequest, match="batch"):
         batch.join(tiny_request(size=40))
     assert batch_key(tiny_request(size=1024, steps=60, multiscale=True), 64, 48) is None
+
+
+def test_a_shape_multiple_lets_slightly_different_shapes_share_a_batch(tiny_request):
+    assert batch_key(tiny_request(size=48), 64, 48) != batch_key(tiny_request(size=48), 64, 46)
+    assert batch_key(tiny_request(size=48, shape_multiple=32), 64, 48) == batch_key(
+        tiny_request(size=48, shape_multiple=32), 64, 46
+    )

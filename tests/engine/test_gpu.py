@@ -15,7 +15,6 @@ from nst_engine.acceleration import EAGER, Acceleration, Features
 from nst_engine.batch import stylize_batch
 from nst_engine.device import configure_backends, resolve_device
 from nst_engine.errors import Cancelled, OutOfMemory
-from nst_engine.imageio import decode_image
 from nst_engine.memory import FIXED_OVERHEAD, estimate_peak_bytes
 from nst_engine.request import StyleResult
 from nst_engine.transfer import stylize
@@ -40,10 +39,7 @@ def test_the_optimisation_loop_never_syncs_with_the_host(tiny_request, speedups)
     device = resolve_device("cuda")
     configure_backends(device)
     plan = transfer.plan_request(request)
-    images = transfer._Images(
-        decode_image(request.content, max_pixels=request.max_input_pixels),
-        [decode_image(style, max_pixels=request.max_input_pixels) for style in request.styles],
-    )
+    images = transfer.decode_inputs(request, plan)
     content, styles = images.at(request, 64, device)
     objective = transfer.Objective(Features(load_vgg19("caffe", device), speedups), request, plan, content, styles)
     run = transfer._Run(plan.steps, None, 10, None, None)

@@ -244,3 +244,36 @@ def test_bad_images_raise_typed_errors(tiny_request, data, error):
 def test_unknown_device_is_invalid(tiny_request):
     with pytest.raises(InvalidRequest, match="device"):
         stylize(tiny_request(), device="tpu")
+
+
+def test_a_shape_multiple_runs_at_rounded_sides_and_returns_the_exact_size(tiny_request):
+    result = stylize(tiny_request(steps=3, shape_multiple=32), device="cpu")
+    assert result.image.shape == (36, 48, 3)
+    assert result.evaluations == 3
+    assert transfer.working_size((48, 36), 32) == (64, 32)
+    assert transfer.working_size((48, 36), 1) == (48, 36)
+    assert transfer.working_size((10, 40), 32) == (32, 32)
+    with pytest.raises(InvalidRequest, match="shape multiple"):
+        transfer.plan_request(tiny_request(shape_multiple=0))
+
+
+class Gate:
+    """A throttle's view, scripted: which evaluations it would report, and with a preview."""
+
+    def __init__(self, reports: set[int], previews: set[int]) -> None:
+        self.evaluation = 0
+        self.reports, self.previews = reports, previews
+
+    def progress_due(self) -> bool:
+        self.evaluation += 1
+        return self.evaluation in self.reports
+
+    def preview_due(self) -> bool:
+        return self.evaluation in self.previews
+
+
+def test_the_gate_spares_reports_and_previews_that_would_not_be_sent(tiny_request):
+    seen: list[Progress] = []
+    gate = Gate(reports={1, 3, 4}, previews={3})
+    stylize(tiny_request(steps=5), device="cpu", on_progress=seen.append, progress_every=1, preview_size=16, gate=gate)
+    assert [(p.iteration, p.preview is not None) for p in seen] == [(1, False), (3, True), (4, False)]

@@ -54,3 +54,18 @@ def test_reports_without_preview_pass_untouched() -> None:
     assert throttle.admit(progress(1, preview=None)) == progress(1, preview=None)
     clock.now += 1
     assert throttle.admit(progress(2)).preview == b"png"
+
+
+def test_it_says_beforehand_which_reports_and_previews_it_would_send() -> None:
+    clock = Clock()
+    throttle = ProgressThrottle(0.5, 2.0, clock=clock)
+    decisions = []
+    for iteration in range(1, 10):
+        due, preview_due = throttle.progress_due(), throttle.preview_due()
+        admitted = throttle.admit(progress(iteration))
+        assert due == (admitted is not None)
+        assert preview_due or admitted is None or admitted.preview is None
+        decisions.append((due, preview_due and due))
+        clock.now += 0.25
+    assert [i for i, (due, _) in enumerate(decisions, 1) if due] == [1, 3, 5, 7, 9]
+    assert [i for i, (_, preview) in enumerate(decisions, 1) if preview] == [1, 9]
