@@ -200,7 +200,7 @@ def fp32_loss(request: StyleRequest, image: np.ndarray, device: str) -> float:
     plan = transfer.plan_request(request)
     images = transfer.decode_inputs(request, plan)
     content, styles = images.at(request, plan.scales[-1][0], torch_device)
-    model = Features(load_vgg19(request.weights, torch_device, request.pooling), EAGER)
+    model = Features(load_vgg19(request.weights, torch_device, request.pooling, request.padding), EAGER)
     objective = transfer.Objective(model, request, plan, content, styles)
     tensor = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).float().div(255).to(torch_device)
     with torch.no_grad():

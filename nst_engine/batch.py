@@ -27,6 +27,7 @@ from nst_engine.errors import EngineError, InvalidRequest, OutOfMemory
 from nst_engine.presets import LBFGS_HISTORY
 from nst_engine.request import CancelToken, LossSummary, StyleRequest, StyleResult
 from nst_engine.transfer import (
+    ADAM_AVERAGE_DECAY,
     ADAM_LR,
     LBFGS_FIRST_STEP,
     PIXEL_SCALE,
@@ -47,8 +48,8 @@ from nst_engine.transfer import (
 )
 from nst_engine.vgg import load_vgg19
 
-BatchKey = tuple[int, int, str, str, tuple[str, ...]]
-"""(width, height, weights, pooling, layers): what jobs must share to run in one batch."""
+BatchKey = tuple[int, int, str, str, str, tuple[str, ...]]
+"""(width, height, weights, pooling, padding, layers): what jobs must share to run in one batch."""
 
 
 def batch_key(request: StyleRequest, width: int, height: int) -> BatchKey | None:
@@ -61,7 +62,7 @@ def batch_key(request: StyleRequest, width: int, height: int) -> BatchKey | None
         return None
     layers = tuple(dict.fromkeys(request.content_layers + request.style_layers))
     shape = working_size(fit_long_side(width, height, plan.scales[0][0]), request.shape_multiple)
-    return (*shape, request.weights, request.pooling, layers)
+    return (*shape, request.weights, request.pooling, request.padding, layers)
 
 
 def request_batch_key(request: StyleRequest) -> BatchKey | None:
@@ -91,6 +92,7 @@ class Member:
     pixels: torch.Tensor  # the image being optimised, 0-255, a leaf of its own
     update: Callable[[], None]
     size: tuple[int, int]  # the output's (width, height)
+    output: Callable[[], torch.Tensor]  # the result so far, in [0, 1]
     started: float
     tag: object = None  # the caller's handle on the job
 
@@ -104,10 +106,10 @@ class Batch:
         self.key = key
         self.device = resolve_device(device)
         configure_backends(self.device)
-        _, _, weights, pooling, self.layers = key
+        _, _, weights, pooling, padding, self.layers = key
         # Eager steps: a batch changes as jobs join and leave, so one captured graph would not fit it.
         wanted = acceleration.usable(self.device, speedups or acceleration.default_for(self.device))
-        self.features = Features(load_vgg19(weights, self.device, pooling), dataclasses.replace(wanted, graphs=False))
+        self.features = Features(load_vgg19(weights, self.device, pooling, padding), dataclasses.replace(wanted, graphs=False))
         self.members: list[Member] = []
 
     def __len__(self) -> int:
@@ -143,7 +145,8 @@ class Batch:
             raise
         pixels = (image.detach() * PIXEL_SCALE).requires_grad_(True)
         size = fit_long_side(*images.content.size, plan.scales[0][0])
-        member = Member(request, plan, run, content, objective, pixels, _updater(request, pixels), size, started, tag)
+        update, output = _updater(request, pixels)
+        member = Member(request, plan, run, content, objective, pixels, update, size, output, started, tag)
         self.members.append(member)
         return member
 
@@ -197,8 +200,7 @@ class Batch:
         return values.detach()
 
     def _result(self, member: Member) -> StyleResult:
-        image = (member.pixels.detach() / PIXEL_SCALE).clamp(0, 1)
-        image, final = finish(member.request, member.objective, image, member.content, member.size)
+        image, final = finish(member.request, member.objective, member.output(), member.content, member.size)
         return StyleResult(
             image=to_uint8(image),
             losses=LossSummary(initial=member.run.initial_terms(), final=final),
@@ -214,18 +216,34 @@ class Batch:
         return Outcome(member, result, error)
 
 
-def _updater(request: StyleRequest, pixels: torch.Tensor) -> Callable[[], None]:
-    """The member's own optimiser step, from the gradient in ``pixels.grad`` (as ``stylize`` takes it)."""
+def _updater(
+    request: StyleRequest, pixels: torch.Tensor
+) -> tuple[Callable[[], None], Callable[[], torch.Tensor]]:
+    """The member's own optimiser step, from the gradient in ``pixels.grad``, and its output (as ``stylize`` has them)."""
+
+    def last() -> torch.Tensor:
+        return (pixels.detach() / PIXEL_SCALE).clamp(0, 1)
+
     if request.optimizer == "lbfgs":
-        return lbfgs.LBFGS(pixels, LBFGS_HISTORY, LBFGS_FIRST_STEP, bounds=(0.0, PIXEL_SCALE)).update
+        return lbfgs.LBFGS(pixels, LBFGS_HISTORY, LBFGS_FIRST_STEP, bounds=(0.0, PIXEL_SCALE)).update, last
     adam = torch.optim.Adam([pixels], lr=ADAM_LR)
+    average = torch.zeros_like(pixels, requires_grad=False)
+    steps = 0
 
     def update() -> None:
+        nonlocal steps
         adam.step()
         with torch.no_grad():
             pixels.clamp_(0, PIXEL_SCALE)
+            average.lerp_(pixels, 1 - ADAM_AVERAGE_DECAY)
+        steps += 1
 
-    return update
+    def averaged() -> torch.Tensor:
+        if steps == 0:
+            return last()
+        return (average / (1 - ADAM_AVERAGE_DECAY**steps) / PIXEL_SCALE).clamp(0, 1)
+
+    return update, averaged
 
 
 def stylize_batch(

@@ -16,7 +16,7 @@ from typing import NoReturn, TextIO
 
 from nst_engine.errors import EngineError
 from nst_engine.presets import QUALITY_PRESETS, resolve_size_steps
-from nst_engine.request import LossSummary, Progress, StyleRequest
+from nst_engine.request import DEFAULT_TV_WEIGHT, LossSummary, Progress, StyleRequest
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -54,10 +54,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--style-scale", type=float, default=1.0, help="scale of the style's brush strokes")
     run.add_argument("--content-weight", type=float, default=1.0)
     run.add_argument("--style-strength", type=float, default=1.0, dest="style_strength", help="overall style weight")
-    run.add_argument("--tv-weight", type=float, default=0.0, help="total-variation smoothing weight")
-    run.add_argument("--pooling", choices=("max", "avg"), default="max")
     run.add_argument(
-        "--multiscale", action=argparse.BooleanOptionalAction, default=None, help="coarse-to-fine (default: auto)"
+        "--style-loss",
+        choices=("w2", "gram"),
+        default=StyleRequest.style_loss,
+        help="w2: match the style's feature means and covariances (default); gram: Gatys et al.'s Gram matrices",
+    )
+    run.add_argument(
+        "--tv-weight", type=float, default=DEFAULT_TV_WEIGHT, help="total-variation smoothing weight (0 turns it off)"
+    )
+    run.add_argument("--pooling", choices=("max", "avg"), default=StyleRequest.pooling)
+    run.add_argument(
+        "--padding",
+        choices=("replicate", "zeros"),
+        default=StyleRequest.padding,
+        help="border mode of VGG's first convolution",
+    )
+    run.add_argument(
+        "--multiscale",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="coarse to fine (default: the preset's scales)",
     )
     run.add_argument("--weights", default="caffe", help="caffe (default), torchvision, or a .pth path")
     run.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
@@ -120,6 +137,8 @@ def _request(args: argparse.Namespace) -> StyleRequest:
         style_scale=args.style_scale,
         preserve_colors=args.preserve_colors or "none",
         pooling=args.pooling,
+        padding=args.padding,
+        style_loss=args.style_loss,
         multiscale=args.multiscale,
         weights=args.weights,
     )

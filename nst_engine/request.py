@@ -19,9 +19,14 @@ Quality = Literal["fast", "balanced", "high"]
 Pooling = Literal["max", "avg"]
 ImageSource = bytes | os.PathLike[str]
 """An encoded image (PNG/JPEG/...): its bytes, or a file holding them, read where the job runs."""
+Padding = Literal["zeros", "replicate"]
+StyleLoss = Literal["w2", "gram"]
 
 DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
 DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+DEFAULT_TV_WEIGHT = 2e7
+"""Total variation against the fine speckle L-BFGS leaves (chosen with benchmarks/bench_quality.py).
+The loss terms are means over pixels and features, so one weight suits every image size."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,10 @@ class StyleRequest:
     take the values of ``quality``'s preset. ``shape_multiple`` above 1 optimises at sides rounded to
     multiples of it and resizes the result back to the content's aspect, so that uploads of
     similar shapes share cuDNN's tuning, CUDA graphs and batches.
+
+    ``style_loss`` is ``"w2"`` (the Wasserstein-2 distance between the features' mean and
+    covariance and the style's) or ``"gram"`` (Gatys et al.'s Gram matrices); ``padding`` is
+    the first convolution's border mode.
     """
 
     content: ImageSource
@@ -47,13 +56,15 @@ class StyleRequest:
     seed: int | None = None
     content_weight: float = 1.0
     style_weight: float = 1.0
-    tv_weight: float = 0.0
+    tv_weight: float = DEFAULT_TV_WEIGHT
     content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
     style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
     style_layer_weights: tuple[float, ...] | None = None
     style_scale: float = 1.0
     preserve_colors: ColorMode = "none"
     pooling: Pooling = "max"
+    padding: Padding = "replicate"
+    style_loss: StyleLoss = "gram"
     multiscale: bool | None = None
     weights: str = "caffe"
     max_input_pixels: int = 40_000_000

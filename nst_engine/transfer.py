@@ -25,27 +25,35 @@ from nst_engine.acceleration import Acceleration, Features, StepLoop
 from nst_engine.device import configure_backends, resolve_device
 from nst_engine.errors import Cancelled, EngineError, InvalidRequest, OutOfMemory
 from nst_engine.imageio import decode_image, encode_image
-from nst_engine.losses import content_loss, gram, style_loss, tv_loss
-from nst_engine.presets import LBFGS_HISTORY, MAX_SIZE, MAX_STEPS, MIN_SIZE, resolve_size_steps
+from nst_engine.losses import GaussianTarget, content_loss, gram, style_loss, tv_loss, w2_style_loss
+from nst_engine.presets import LBFGS_HISTORY, MAX_SIZE, MAX_STEPS, MIN_SIZE, resolve_levels, resolve_size_steps
 from nst_engine.request import CancelToken, LossSummary, LossTerms, Progress, StyleRequest, StyleResult
-from nst_engine.vgg import VGG19Features, check_layers, layer_channels, load_vgg19
+from nst_engine.vgg import PADDINGS, VGG19Features, check_layers, layer_channels, load_vgg19
 
 MIN_SIDE = 16  # VGG19's four pooling stages before relu5_x need at least 16 pixels
 MAX_SHAPE_MULTIPLE = 64
-MULTISCALE_LEVELS = 3
 MULTISCALE_COARSEST = 128  # smallest long side of a coarse-to-fine ladder
 MULTISCALE_MIN_SHARE = 10  # fewest evaluations worth spending on a scale
-MULTISCALE_AUTO_FROM = 768  # long side from which coarse-to-fine is on unless the request says otherwise
 ADAM_LR = 5.0  # in pixel units (0-255)
+ADAM_AVERAGE_DECAY = 0.9
+"""Adam's output is an exponential moving average of its iterates with this decay: the last
+iterate carries the noise of the last steps, the average cancels most of it."""
 PIXEL_SCALE = 255.0
 LBFGS_FIRST_STEP = 1.0  # pixel levels the first (gradient) step moves the most-changed pixel by
 # Default style layer weight is STYLE_LAYER_SCALE / channels**2, which evens out the layers'
 # Gram magnitudes; the scale balances style against content per weight source so that
-# content_weight = style_weight = 1 looks good with either network.
+# content_weight = style_weight = 1 looks good with either network. 150 was chosen with
+# benchmarks/bench_quality.py (against 5, pastiche's balance, which left a photo under a thin
+# layer of strokes); style_weight (the bot's style strength) 1/30 gives that lighter look back.
 # The torchvision network's features are about 57 times smaller (its input is scaled by
 # 1/0.226 rather than 255), and Gram errors grow with the fourth power of that, content
 # errors with the square: hence the second scale.
-STYLE_LAYER_SCALE = {"caffe": 5.0, "imagenet": 5.0 * 57.0**2}
+STYLE_LAYER_SCALE = {"caffe": 150.0, "imagenet": 150.0 * 57.0**2}
+# The W2 loss's default layer weight is W2_LAYER_SCALE / channels: a squared W2 distance sums
+# over channels, so this makes it a per-channel mean, in the same units as the content loss
+# (squared features) whatever the network's feature scale. 10 changes the content about as
+# much as the Gram loss's default does (benchmarks/bench_quality.py).
+W2_LAYER_SCALE = 10.0
 
 ProgressCallback = Callable[[Progress], None]
 
@@ -87,6 +95,10 @@ def plan_request(request: StyleRequest) -> Plan:
         )
     if request.pooling not in ("max", "avg"):
         raise InvalidRequest(f"Unknown pooling {request.pooling!r}; use 'max' or 'avg'.")
+    if request.padding not in PADDINGS:
+        raise InvalidRequest(f"Unknown padding {request.padding!r}; use 'zeros' or 'replicate'.")
+    if request.style_loss not in ("gram", "w2"):
+        raise InvalidRequest(f"Unknown style loss {request.style_loss!r}; use 'w2' or 'gram'.")
     if not request.styles:
         raise InvalidRequest("At least one style image is needed.")
     if not request.content_layers or not request.style_layers:
@@ -107,7 +119,7 @@ def plan_request(request: StyleRequest) -> Plan:
     if not math.isfinite(request.style_scale) or not 0.1 <= request.style_scale <= 4.0:
         raise InvalidRequest(f"The style scale must be between 0.1 and 4, not {request.style_scale}.")
     return Plan(
-        scales=_scale_ladder(size, steps, request.multiscale),
+        scales=_scale_ladder(size, steps, resolve_levels(request, size)),
         steps=steps,
         seed=secrets.randbelow(2**31) if request.seed is None else int(request.seed),
         blend=_blend(request),
@@ -129,6 +141,8 @@ def _blend(request: StyleRequest) -> tuple[float, ...]:
 
 def _style_layer_weights(request: StyleRequest) -> dict[str, float]:
     if request.style_layer_weights is None:
+        if request.style_loss == "w2":
+            return {name: W2_LAYER_SCALE / layer_channels(name) for name in request.style_layers}
         scale = STYLE_LAYER_SCALE["caffe" if request.weights == "caffe" else "imagenet"]
         return {name: scale / layer_channels(name) ** 2 for name in request.style_layers}
     weights = tuple(float(w) for w in request.style_layer_weights)
@@ -139,16 +153,15 @@ def _style_layer_weights(request: StyleRequest) -> dict[str, float]:
     return dict(zip(request.style_layers, weights))
 
 
-def _scale_ladder(size: int, steps: int, multiscale: bool | None) -> tuple[tuple[int, int], ...]:
+def _scale_ladder(size: int, steps: int, levels: int) -> tuple[tuple[int, int], ...]:
     """Long sides from coarse to fine with each one's share of the evaluation budget.
 
-    Up to MULTISCALE_LEVELS sizes, each half the next and none below MULTISCALE_COARSEST;
-    every scale gets an equal share and the finest the remainder. A budget too small to
-    share stays at the output size.
+    Up to ``levels`` sizes, each half the next and none below MULTISCALE_COARSEST; every
+    scale gets an equal share and the finest the remainder. A budget too small to share
+    stays at the output size.
     """
-    enabled = size >= MULTISCALE_AUTO_FROM if multiscale is None else multiscale
     sides = [size]
-    while enabled and len(sides) < MULTISCALE_LEVELS and sides[0] // 2 >= MULTISCALE_COARSEST:
+    while len(sides) < levels and sides[0] // 2 >= MULTISCALE_COARSEST:
         sides.insert(0, sides[0] // 2)
     while len(sides) > 1 and steps // len(sides) < MULTISCALE_MIN_SHARE:
         sides.pop(0)
@@ -220,20 +233,28 @@ class Objective:
         self.content_weight = request.content_weight
         self.style_weight = request.style_weight
         self.tv_weight = request.tv_weight
+        self.style_loss = request.style_loss
         self.content_layer_weights = plan.content_layer_weights
         self.style_layer_weights = plan.style_layer_weights
         self.layers = tuple(dict.fromkeys(request.content_layers + request.style_layers))
         with torch.no_grad():
             features = model(content, request.content_layers)
             self.content_targets = {name: features[name] for name in request.content_layers}
-            self.style_targets: dict[str, torch.Tensor] = {}
+            # Blended styles mix their second moments (and, for W2, their means) by weight:
+            # the statistics of a picture made of the styles' pixels in those proportions.
+            grams: dict[str, torch.Tensor] = {}
+            means: dict[str, torch.Tensor] = {}
             for style, weight in zip(styles, plan.blend):
                 style_features = model(style, request.style_layers)
                 for name in request.style_layers:
-                    weighted = weight * gram(style_features[name])
-                    previous = self.style_targets.get(name)
-                    self.style_targets[name] = weighted if previous is None else previous + weighted
+                    grams[name] = grams.get(name, 0) + weight * gram(style_features[name])
+                    means[name] = means.get(name, 0) + weight * style_features[name].mean(dim=(2, 3))
                 del style_features
+            self.style_targets: dict[str, torch.Tensor] = grams
+            self.gaussian_targets: dict[str, GaussianTarget] = {}
+            if self.style_loss == "w2":
+                self.gaussian_targets = {name: GaussianTarget(means[name], grams[name]) for name in grams}
+                self.style_targets = {}
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         """Weighted (content, style, tv, total) as one 4-vector, so reading it costs one sync."""
@@ -242,7 +263,10 @@ class Objective:
     def terms(self, features: dict[str, torch.Tensor], image: torch.Tensor) -> torch.Tensor:
         """``self(image)`` from ``image``'s features already computed (by a batched forward pass)."""
         content = self.content_weight * content_loss(features, self.content_targets, self.content_layer_weights)
-        style = self.style_weight * style_loss(features, self.style_targets, self.style_layer_weights)
+        if self.style_loss == "w2":
+            style = self.style_weight * w2_style_loss(features, self.gaussian_targets, self.style_layer_weights)
+        else:
+            style = self.style_weight * style_loss(features, self.style_targets, self.style_layer_weights)
         tv = self.tv_weight * tv_loss(image) if self.tv_weight else image.new_zeros(())
         return torch.stack([content, style, tv, content + style + tv])
 
@@ -313,7 +337,8 @@ def _optimise(
     keeps every iterate in range: left free, L-BFGS pushes pixels far out of range, and the
     clipping at the end then costs several percent of the loss. Each step is "evaluate +
     update" with no host sync, so that with ``graphs`` (L-BFGS on CUDA) it runs as one
-    replayed CUDA graph; cancel and progress are checked between steps.
+    replayed CUDA graph; cancel and progress are checked between steps. Adam returns the
+    exponential moving average of its iterates (bias-corrected), not the last one.
     """
     pixels = (image.detach() * PIXEL_SCALE).requires_grad_(True)
 
@@ -334,12 +359,14 @@ def _optimise(
     else:
         adam = torch.optim.Adam([pixels], lr=ADAM_LR)
         graphs = False  # torch's Adam keeps its step count on the host
+        average = torch.zeros_like(pixels, requires_grad=False)
 
         def step() -> torch.Tensor:
             values = evaluate()
             adam.step()
             with torch.no_grad():
                 pixels.clamp_(0, PIXEL_SCALE)
+                average.lerp_(pixels, 1 - ADAM_AVERAGE_DECAY)
             return values
 
     loop = StepLoop(step, pixels.device, graphs)
@@ -347,6 +374,9 @@ def _optimise(
         run.check_cancel()
         values = loop()
         run.evaluated(values, lambda: pixels.detach() / PIXEL_SCALE)
+    if optimizer != "lbfgs" and budget > 0:
+        # The average starts at zero; dividing by the weight its terms sum to removes that bias.
+        return (average / (1 - ADAM_AVERAGE_DECAY**budget) / PIXEL_SCALE).clamp(0, 1)
     return (pixels.detach() / PIXEL_SCALE).clamp(0, 1)
 
 
@@ -511,7 +541,7 @@ def stylize(
     configure_backends(torch_device)
     images = decode_inputs(request, plan)
     plan = dataclasses.replace(plan, scales=_drop_thin_scales(plan.scales, *images.content.size))
-    model = load_vgg19(request.weights, torch_device, request.pooling)
+    model = load_vgg19(request.weights, torch_device, request.pooling, request.padding)
     run = _Run(plan.steps, on_progress, progress_every, _preview_renderer(request, images, preview_size), cancel, gate)
     run.check_cancel()
     out_of_memory = False
