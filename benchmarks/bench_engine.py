@@ -151,6 +151,10 @@ def engine_request(content: Path, style: Path, size: int, steps: int, multiscale
         style_layers=STYLE_LAYERS,
         style_layer_weights=STYLE_LAYER_WEIGHTS,
         multiscale=multiscale,
+        # pastiche's objective: Gram loss, zero padding, no total variation.
+        style_loss="gram",
+        padding="zeros",
+        tv_weight=0.0,
     )
 
 

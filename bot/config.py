@@ -196,6 +196,7 @@ class QualityConfig:
     balanced: QualityPreset = field(default_factory=QualityPreset)
     high: QualityPreset = field(default_factory=QualityPreset)
     default: str = _checked("balanced", _one_of(*QUALITIES))
+    style_loss: str = _checked("gram", _one_of("gram", "w2"))
 
     def preset(self, quality: str) -> QualityPreset:
         """The size and steps of ``quality`` ("fast", "balanced" or "high"), engine defaults filled in."""

@@ -50,7 +50,13 @@ class JobParams:
         return replace(self, **changes)
 
     def to_request(
-        self, content: ImageSource, style: ImageSource, *, weights: str, max_input_pixels: int
+        self,
+        content: ImageSource,
+        style: ImageSource,
+        *,
+        weights: str,
+        max_input_pixels: int,
+        style_loss: str = "gram",
     ) -> StyleRequest:
         """The engine request for these parameters and source images (bytes, or files the worker reads)."""
         return StyleRequest(
@@ -64,6 +70,7 @@ class JobParams:
             preserve_colors="luminance" if self.preserve_colors else "none",
             weights=weights,
             max_input_pixels=max_input_pixels,
+            style_loss=style_loss,  # type: ignore[arg-type]
         )
 
 

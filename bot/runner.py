@@ -129,7 +129,11 @@ class JobRunner:
         finally:
             self._submitting.discard(record.id)
         request = record.params.to_request(
-            content, style, weights=self._config.pool.weights, max_input_pixels=self._config.downloads.max_pixels
+            content,
+            style,
+            weights=self._config.pool.weights,
+            max_input_pixels=self._config.downloads.max_pixels,
+            style_loss=self._config.quality.style_loss,
         )
         if self.stopping:
             # A request that passed the intake gate before shutdown began must not slip past stop().

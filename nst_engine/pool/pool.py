@@ -707,7 +707,15 @@ def _shape(request: StyleRequest, aspect: float) -> tuple[object, ...] | None:
     except EngineError:
         return None
     layers = (tuple(request.content_layers), tuple(request.style_layers))
-    return (size, round(size * aspect), request.weights, request.pooling, layers, request.multiscale)
+    return (
+        size,
+        round(size * aspect),
+        request.weights,
+        request.pooling,
+        request.padding,
+        layers,
+        request.multiscale,
+    )
 
 
 async def _backend_for(config: PoolConfig) -> SlotBackend:

@@ -114,9 +114,11 @@ def run_worker(
             target=_beat, args=(outbox, memory, heartbeat_interval_s, stopped), name="heartbeat", daemon=True
         ).start()
 
+        from ..request import StyleRequest
         from ..vgg import load_vgg19
 
-        load_vgg19(weights, device=device)
+        # The network jobs with the default settings use, so the first of them finds it ready.
+        load_vgg19(weights, device=device, pooling=StyleRequest.pooling, padding=StyleRequest.padding)
         if device_type(device) == "cuda" and shape_multiple > 1:
             _warm_up(device, shape_multiple, weights)
         used, total = memory()

