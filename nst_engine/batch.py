@@ -109,7 +109,8 @@ class Batch:
         _, _, weights, pooling, padding, self.layers = key
         # Eager steps: a batch changes as jobs join and leave, so one captured graph would not fit it.
         wanted = acceleration.usable(self.device, speedups or acceleration.default_for(self.device))
-        self.features = Features(load_vgg19(weights, self.device, pooling, padding), dataclasses.replace(wanted, graphs=False))
+        network = load_vgg19(weights, self.device, pooling, padding)
+        self.features = Features(network, dataclasses.replace(wanted, graphs=False))
         self.members: list[Member] = []
 
     def __len__(self) -> int:

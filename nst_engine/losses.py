@@ -136,17 +136,12 @@ class GaussianTarget:
         self.mean = mean
         self.covariance = second_moment - mean[:, :, None] * mean[:, None, :]
         self.covariance_trace = torch.diagonal(self.covariance, dim1=-2, dim2=-1).sum(-1)
-        self._root: torch.Tensor | None = None
-
-    def covariance_root(self) -> torch.Tensor:
-        """The covariance's symmetric square root, worked out on first use."""
-        if self._root is None:
-            # Once per scale, so an exact eigendecomposition in double precision is affordable.
-            covariance = self.covariance.double()
-            values, vectors = torch.linalg.eigh((covariance + covariance.mT) / 2)
-            root = (vectors * values.clamp_min(0).sqrt()[:, None, :]) @ vectors.mT
-            self._root = root.to(self.covariance.dtype)
-        return self._root
+        # Once per scale, before any CUDA graph is captured, so an exact eigendecomposition in
+        # double precision is affordable here.
+        covariance = self.covariance.double()
+        values, vectors = torch.linalg.eigh((covariance + covariance.mT) / 2)
+        root = (vectors * values.clamp_min(0).sqrt()[:, None, :]) @ vectors.mT
+        self.covariance_root = root.to(self.covariance.dtype)
 
 
 def w2_squared(features: torch.Tensor, target: GaussianTarget) -> torch.Tensor:
@@ -167,8 +162,7 @@ def w2_squared(features: torch.Tensor, target: GaussianTarget) -> torch.Tensor:
     else:
         covariance = gram(features) - mean[:, :, None] * mean[:, None, :]
         trace = torch.diagonal(covariance, dim1=-2, dim2=-1).sum(-1)
-        root = target.covariance_root()
-        inner = root @ covariance @ root
+        inner = target.covariance_root @ covariance @ target.covariance_root
     cross = _TraceSqrtm.apply(inner, NEWTON_SCHULZ_ITERATIONS)
     return ((mean - target.mean) ** 2).sum(-1) + trace + target.covariance_trace - 2 * cross
 

@@ -62,10 +62,11 @@ class StyleActor:
         self._start_error: str | None = None
         self._cancellations = _Cancellations()
         try:
+            from ..request import StyleRequest
             from ..vgg import load_vgg19
 
             self._memory = _memory_reader(self.device)
-            load_vgg19(weights, device=self.device)
+            load_vgg19(weights, device=self.device, pooling=StyleRequest.pooling, padding=StyleRequest.padding)
         except Exception as exc:  # the slot reports this and the pool decides what to do
             log.exception("could not start")
             self._start_error = _start_failure_message(self.device, exc)
