@@ -3,7 +3,8 @@
 cuDNN picks its convolution kernels per input shape by timing them the first time it sees
 the shape (about a second at 512 px), so the first job of every new shape is slow. With
 sides rounded to a multiple (``StyleRequest.shape_multiple``), a few shapes cover most
-uploads: the common photo aspects, landscape and portrait, at each single-scale quality's size.
+uploads: the common photo aspects, landscape and portrait, at every scale of the qualities that
+run at most two scales (fast and balanced; high's three scales at 1024 px would take long).
 """
 
 from __future__ import annotations
@@ -33,13 +34,17 @@ def common_shapes(sizes: tuple[int, ...], multiple: int) -> list[tuple[int, int]
     return shapes
 
 
-def single_scale_sizes() -> tuple[int, ...]:
-    """Output sizes of the quality presets that run at one scale (coarse to fine has too many shapes)."""
-    sizes = []
-    for name, preset in QUALITY_PRESETS.items():
+MAX_WARM_SCALES = 2
+
+
+def preset_scale_sizes() -> tuple[int, ...]:
+    """Long sides of every scale of the quality presets that run at most MAX_WARM_SCALES scales."""
+    sizes: list[int] = []
+    for name in QUALITY_PRESETS:
         request = StyleRequest(content=b"", styles=(b"",), quality=name)  # type: ignore[arg-type]
-        if len(plan_request(request).scales) == 1:
-            sizes.append(preset.size)
+        scales = plan_request(request).scales
+        if len(scales) <= MAX_WARM_SCALES:
+            sizes.extend(side for side, _ in scales)
     return tuple(sorted(set(sizes)))
 
 

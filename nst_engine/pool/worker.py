@@ -150,10 +150,10 @@ def run_worker(
 
 def _warm_up(device: str, shape_multiple: int, weights: str) -> None:
     """Tune cuDNN for the common shapes, so their first jobs are not slow; a failure only costs speed."""
-    from ..warmup import single_scale_sizes, warm_up
+    from ..warmup import preset_scale_sizes, warm_up
 
     try:
-        shapes = warm_up(device, single_scale_sizes(), shape_multiple, weights)
+        shapes = warm_up(device, preset_scale_sizes(), shape_multiple, weights)
     except Exception:
         log.warning("warming up failed; the first job of each shape will be slower", exc_info=True)
     else:

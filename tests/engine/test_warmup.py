@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nst_engine.warmup import common_shapes, single_scale_sizes, warm_up
+from nst_engine.warmup import common_shapes, preset_scale_sizes, warm_up
 
 
 def test_common_shapes_are_the_usual_aspects_both_ways_in_multiples():
@@ -10,8 +10,8 @@ def test_common_shapes_are_the_usual_aspects_both_ways_in_multiples():
     assert common_shapes((512,), 32) == expected
 
 
-def test_only_single_scale_qualities_are_warmed():
-    assert single_scale_sizes() == (384, 512)
+def test_the_scales_of_two_scale_qualities_are_warmed():
+    assert preset_scale_sizes() == (192, 256, 384, 512)  # fast's and balanced's scales
 
 
 def test_warm_up_runs_each_shape(caffe_vgg):
