@@ -258,6 +258,13 @@ class Pool:
                 held += sum(estimates) - FIXED_OVERHEAD.get(kind, 0) * (len(estimates) - 1)
         return held
 
+    def _preference(self, job: Job, worker: WorkerSlot) -> tuple[float, float, float]:
+        """Lower is better. Workers on one GPU share it, so there a batch of the job's shape comes
+        first; CPU workers each have cores of their own, so there the least busy worker comes first."""
+        mates, place = -self._batch_mates(job, worker), self._load(worker)
+        own = len(worker.assignments) / worker.capacity
+        return (mates, place, own) if device_type(worker.device) == "cuda" else (place, own, mates)
+
     def _batch_mates(self, job: Job, worker: WorkerSlot) -> int:
         """Jobs of ``job``'s shape the worker is running: a batch it can join."""
         shape = self._shapes.get(job.id)
@@ -280,7 +287,7 @@ class Pool:
             if job is None:
                 break
             fitting = [w for w in free if self._fits(job, w)]
-            self._run(job, min(fitting, key=lambda w: (-self._batch_mates(job, w), self._load(w))))
+            self._run(job, min(fitting, key=lambda w: self._preference(job, w)))
         self._publish_positions()
         self._check_idle()
 

@@ -96,3 +96,19 @@ async def test_a_job_waits_while_running_jobs_hold_the_memory_it_needs() -> None
         assert await settled(second) == "cancelled"
     finally:
         await pool.close(drain=False)
+
+
+async def test_cpu_workers_are_filled_evenly_before_jobs_share_a_batch() -> None:
+    # CPU workers each have cores of their own: two jobs on two workers beat a batch of two on one.
+    pool = await Pool.start(PoolConfig(workers_per_device=2, max_batch=2, **BASE))
+    try:
+        jobs = [pool.submit(endless_request(), owner=f"owner{i}") for i in range(2)]
+        for job in jobs:
+            await first_progress(job)
+        assert jobs[0].worker_id != jobs[1].worker_id
+        assert pool.stats().batches_by_device == {"cpu": [1, 1]}
+        for job in jobs:
+            job.cancel()
+            assert await settled(job) == "cancelled"
+    finally:
+        await pool.close(drain=False)
