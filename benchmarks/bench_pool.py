@@ -60,7 +60,8 @@ def parse_args() -> argparse.Namespace:
         "--max-batch",
         type=int,
         default=None,
-        help="also run the same jobs on a pool whose workers batch up to this many, in the same turns",
+        help="also run the same jobs on a pool whose workers batch up to this many, in the same turns "
+        "(every side then runs the jobs at one scale, since coarse-to-fine jobs cannot share a batch)",
     )
     parser.add_argument("--content", type=Path, default=IMAGES / "tubingen.jpg")
     parser.add_argument("--style", type=Path, default=IMAGES / "starry_night.jpg")
@@ -78,7 +79,15 @@ def make_requests(args: argparse.Namespace) -> list[StyleRequest]:
     content = small_png(args.content, args.size)
     style = small_png(args.style, args.size)
     return [
-        StyleRequest(content=content, styles=(style,), size=args.size, steps=args.steps, seed=index)
+        StyleRequest(
+            content=content,
+            styles=(style,),
+            size=args.size,
+            steps=args.steps,
+            seed=index,
+            # Coarse-to-fine jobs change shape as they run and never share a batch.
+            multiscale=False if args.max_batch else None,
+        )
         for index in range(args.jobs)
     ]
 
