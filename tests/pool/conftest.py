@@ -56,6 +56,15 @@ async def first_progress(job: Job) -> JobUpdate:
     pytest.fail(f"{job!r} stopped updating before reporting progress")
 
 
+async def clear_leftovers(pool: Pool) -> None:
+    """Cancel what a test left queued or running, so the next test starts clean, then fail that test."""
+    leftovers = list(pool._active.values())
+    for job in leftovers:
+        job.cancel()
+        await settled(job)
+    assert not leftovers, f"the test left jobs queued or running: {leftovers}"
+
+
 async def settled(job: Job, timeout_s: float = 120.0) -> str:
     """The job's final state; the timeout only guards against a hang, it measures nothing."""
     async with asyncio.timeout(timeout_s):

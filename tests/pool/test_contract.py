@@ -27,6 +27,7 @@ from nst_engine.pool import (
 
 from .conftest import (
     BACKENDS,
+    clear_leftovers,
     config_for,
     endless_request,
     first_progress,
@@ -63,12 +64,7 @@ async def shared_pool(request: pytest.FixtureRequest):
 async def pool(shared_pool: Pool):
     await shared_pool.wait_until_ready()
     yield shared_pool
-    # A failed test may leave jobs behind: clear them so the next test starts clean, then say so.
-    leftovers = list(shared_pool._active.values())
-    for job in leftovers:
-        job.cancel()
-        await settled(job)
-    assert not leftovers, f"the test left jobs queued or running: {leftovers}"
+    await clear_leftovers(shared_pool)
 
 
 def one_worker(backend: str, **settings: object) -> PoolConfig:

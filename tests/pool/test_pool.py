@@ -16,7 +16,7 @@ import pytest_asyncio
 
 from nst_engine.pool import JobFailed, Pool, PoolConfig
 
-from .conftest import endless_request, first_progress, settled, tiny_request, worker_pids
+from .conftest import clear_leftovers, endless_request, first_progress, settled, tiny_request, worker_pids
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -47,12 +47,7 @@ async def shared_pool():
 async def pool(shared_pool: Pool):
     await shared_pool.wait_until_ready()
     yield shared_pool
-    # A failed test may leave jobs behind: clear them so the next test starts clean, then say so.
-    leftovers = list(shared_pool._active.values())
-    for job in leftovers:
-        job.cancel()
-        await settled(job)
-    assert not leftovers, f"the test left jobs queued or running: {leftovers}"
+    await clear_leftovers(shared_pool)
 
 
 async def test_a_worker_killed_mid_job_fails_that_job_and_is_replaced(pool: Pool) -> None:
