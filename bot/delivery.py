@@ -149,7 +149,7 @@ class Delivery:
                     self._token_died(record)
             if sent_id is None:
                 sent_id = await with_retries(
-                    lambda: self._post_to_channel(record, message),
+                    lambda: self._send_to_channel(record, message),
                     config=self._config,
                     what=f"posting the status of job {record.id} to its channel",
                 )
@@ -167,16 +167,6 @@ class Delivery:
             view=message.view or discord.utils.MISSING,
             allowed_mentions=message.allowed_mentions,
             wait=True,
-        )
-        return sent.id
-
-    async def _post_to_channel(self, record: JobRecord, message: Outgoing) -> int:
-        sent = await self._channel(record).send(
-            content=message.content,
-            embed=message.embed,
-            files=message.discord_files(),
-            view=message.view or discord.utils.MISSING,
-            allowed_mentions=message.allowed_mentions,
         )
         return sent.id
 
@@ -227,14 +217,14 @@ class Delivery:
         )
         return edited_message.id if edited_message is not None else record.status_message_id
 
-    async def _send_to_channel(self, record: JobRecord, message: Outgoing) -> int:
+    async def _send_to_channel(self, record: JobRecord, message: Outgoing, nonce: str | None = None) -> int:
         sent = await self._channel(record).send(
             content=message.content,
             embed=message.embed,
             files=message.discord_files(),
             view=message.view or discord.utils.MISSING,
             allowed_mentions=message.allowed_mentions,
-            nonce=record.nonce,
+            nonce=nonce,
         )
         return sent.id
 
@@ -292,7 +282,7 @@ class Delivery:
             if not use_edit:
                 await self._store.begin_delivery(record.id, "channel")
                 message_id = await with_retries(
-                    lambda: self._send_to_channel(record, build(True)),
+                    lambda: self._send_to_channel(record, build(True), nonce=record.nonce),
                     config=self._config,
                     what=f"delivering job {record.id} to its channel",
                 )
