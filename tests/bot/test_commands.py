@@ -15,22 +15,14 @@ from bot.command_errors import explain
 from bot.command_sync import sync_if_changed
 from bot.commands import register
 from bot.config import Config, LimitsConfig
-from bot.store import JobStore
-from tests.fake_discord import CommandNotPermitted, FakeDiscord
+from tests.bot.in_process import logged_in
+from tests.fake_discord import CommandNotPermitted
 
 
 @pytest.fixture
 async def setup(tmp_path):
-    async with FakeDiscord() as fake:
-        with fake.patch_discord_py():
-            client = discord.Client(intents=discord.Intents.none())
-            await client.login(fake.token)
-            store = await JobStore.open(tmp_path / "jobs.sqlite3")
-            try:
-                yield fake, client, store
-            finally:
-                await store.close()
-                await client.close()
+    async with logged_in(tmp_path) as (fake, client, store):
+        yield fake, client, store
 
 
 def _load(tree: app_commands.CommandTree, config: Config) -> app_commands.CommandTree:

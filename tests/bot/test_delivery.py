@@ -18,6 +18,7 @@ from bot.delivery import Delivery, DeliveryFailed, with_retries
 from bot.jobs import JobParams, JobRecord, new_job_id
 from bot.render import failed_message
 from bot.store import JobStore
+from tests.bot.in_process import logged_in
 from tests.fake_discord import FakeDiscord
 
 CONFIG = DeliveryConfig(attempts=3, backoff_s=0.01, token_margin_s=0.0)
@@ -25,16 +26,8 @@ CONFIG = DeliveryConfig(attempts=3, backoff_s=0.01, token_margin_s=0.0)
 
 @pytest.fixture
 async def setup(tmp_path):
-    async with FakeDiscord() as fake:
-        with fake.patch_discord_py():
-            client = discord.Client(intents=discord.Intents.none())
-            await client.login(fake.token)
-            store = await JobStore.open(tmp_path / "jobs.sqlite3")
-            try:
-                yield fake, client, store, Delivery(client, store, CONFIG)
-            finally:
-                await store.close()
-                await client.close()
+    async with logged_in(tmp_path) as (fake, client, store):
+        yield fake, client, store, Delivery(client, store, CONFIG)
 
 
 async def _record(fake: FakeDiscord, store: JobStore, **changes) -> JobRecord:

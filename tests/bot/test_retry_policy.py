@@ -18,6 +18,7 @@ from bot.images import channel_upload_limit
 from bot.jobs import JobParams, JobRecord, new_job_id
 from bot.render import failed_message
 from bot.store import JobStore
+from tests.bot.in_process import logged_in
 from tests.fake_discord import FakeDiscord
 
 CONFIG = DeliveryConfig(attempts=3, backoff_s=0.01, token_margin_s=0.0, attempt_timeout_s=1.0)
@@ -25,16 +26,8 @@ CONFIG = DeliveryConfig(attempts=3, backoff_s=0.01, token_margin_s=0.0, attempt_
 
 @pytest.fixture
 async def setup(tmp_path):
-    async with FakeDiscord() as fake:
-        with fake.patch_discord_py():
-            client = discord.Client(intents=discord.Intents.none(), max_ratelimit_timeout=CONFIG.max_rate_limit_wait_s)
-            await client.login(fake.token)
-            store = await JobStore.open(tmp_path / "jobs.sqlite3")
-            try:
-                yield fake, client, store, Delivery(client, store, CONFIG)
-            finally:
-                await store.close()
-                await client.close()
+    async with logged_in(tmp_path, max_ratelimit_timeout=CONFIG.max_rate_limit_wait_s) as (fake, client, store):
+        yield fake, client, store, Delivery(client, store, CONFIG)
 
 
 async def _record(fake: FakeDiscord, store: JobStore, *, token_valid: bool, **changes) -> JobRecord:
