@@ -8,7 +8,9 @@ member's gradient is exactly what it would be alone.
 
 Members join and leave between steps (continuous batching): a job that finishes, fails or is
 cancelled leaves without disturbing the others, and a new job of the same shape can join at
-once. Jobs that change shape while they run (coarse to fine) cannot share a batch.
+once. A coarse-to-fine job is a member of the batch of its current scale's shape: when it has
+spent a scale's budget it moves, its image upsampled and its optimiser started afresh as
+``stylize`` does between scales, to the batch of its next scale's shape (:class:`Batches`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from nst_engine.transfer import (
     ProgressGate,
     decode_inputs,
     _drop_thin_scales,
+    _Images,
     _preview_renderer,
     _Run,
     finish,
@@ -52,53 +55,108 @@ BatchKey = tuple[int, int, str, str, str, tuple[str, ...]]
 """(width, height, weights, pooling, padding, layers): what jobs must share to run in one batch."""
 
 
-def batch_key(request: StyleRequest, width: int, height: int) -> BatchKey | None:
-    """The batch a request with content ``width`` x ``height`` can join; None if it must run alone.
-
-    Raises InvalidRequest for a request that cannot run at all.
-    """
-    plan = plan_request(request)
-    if len(plan.scales) > 1:
-        return None
+def _key(request: StyleRequest, long_side: int, width: int, height: int) -> BatchKey:
+    """The batch of ``request`` at one scale, its content being ``width`` x ``height``."""
     layers = tuple(dict.fromkeys(request.content_layers + request.style_layers))
-    shape = working_size(fit_long_side(width, height, plan.scales[0][0]), request.shape_multiple)
+    shape = working_size(fit_long_side(width, height, long_side), request.shape_multiple)
     return (*shape, request.weights, request.pooling, request.padding, layers)
 
 
-def request_batch_key(request: StyleRequest) -> BatchKey | None:
-    """:func:`batch_key` of a request, its content decoded as a batch decodes it."""
-    plan = plan_request(request)
-    return batch_key(request, *decode_inputs(request, plan).content.size)
+def batch_key(request: StyleRequest, width: int, height: int) -> BatchKey:
+    """The batch a request with content ``width`` x ``height`` joins first: its coarsest scale's.
+
+    Raises InvalidRequest for a request that cannot run at all.
+    """
+    scales = _drop_thin_scales(plan_request(request).scales, width, height)
+    return _key(request, scales[0][0], width, height)
 
 
 @dataclass
 class Outcome:
-    """How a member left the batch: its result, or the engine error that ended it."""
+    """How a member left a batch: its result, the engine error that ended it, or neither when
+    it spent its scale's budget and goes on at its next scale (``moving``)."""
 
     member: Member
     result: StyleResult | None = None
     error: BaseException | None = None
 
+    @property
+    def moving(self) -> bool:
+        return self.result is None and self.error is None
 
-@dataclass(eq=False)
+
 class Member:
-    """One job in a batch."""
+    """One job in a batch, at its current scale."""
 
-    request: StyleRequest
-    plan: Plan
-    run: _Run
-    content: torch.Tensor
-    objective: Objective
-    pixels: torch.Tensor  # the image being optimised, 0-255, a leaf of its own
-    update: Callable[[], None]
-    size: tuple[int, int]  # the output's (width, height)
-    output: Callable[[], torch.Tensor]  # the result so far, in [0, 1]
-    started: float
-    tag: object = None  # the caller's handle on the job
+    def __init__(
+        self, request: StyleRequest, plan: Plan, images: _Images, run: _Run, started: float, tag: object = None
+    ) -> None:
+        self.request = request
+        self.plan = plan
+        self.images = images
+        self.run = run
+        self.started = started
+        self.tag = tag  # the caller's handle on the job
+        self.keys = tuple(_key(request, side, *images.content.size) for side, _ in plan.scales)
+        self.size = fit_long_side(*images.content.size, plan.scales[-1][0])  # the output's (width, height)
+        self.scale = -1  # index of the scale being optimised; -1 before the first
+        self.left = 0  # evaluations left at this scale
+        self.content: torch.Tensor | None = None
+        self.objective: Objective | None = None
+        self.pixels: torch.Tensor | None = None  # the image being optimised, 0-255, a leaf of its own
+        self.update: Callable[[], None] = _not_started
+        self.output: Callable[[], torch.Tensor] = _not_started  # the result at this scale so far, in [0, 1]
+
+    @property
+    def next_key(self) -> BatchKey:
+        """The batch this member goes to next: its first scale's before it starts, then the next scale's."""
+        return self.keys[self.scale + 1]
+
+    @property
+    def last_scale(self) -> bool:
+        return self.scale == len(self.plan.scales) - 1
+
+    def start_next_scale(self, features: Features) -> None:
+        """Set up the next scale with ``features`` (the network of the batch it joins), from this scale's
+        result upsampled (as ``stylize`` does), with a fresh optimiser."""
+        previous = None if self.scale < 0 else self.output()
+        side, budget = self.plan.scales[self.scale + 1]
+        self.objective = None  # the finished scale's targets are not needed any more
+        self.content, self.objective, image = scale_problem(
+            self.request, self.plan, self.images, side, features, previous
+        )
+        self.pixels = (image.detach() * PIXEL_SCALE).requires_grad_(True)
+        self.update, self.output = _updater(self.request, self.pixels)
+        self.scale += 1
+        self.left = budget
+
+
+def _not_started() -> torch.Tensor:
+    raise RuntimeError("the member has not started a scale")
+
+
+def prepare(
+    request: StyleRequest,
+    *,
+    on_progress: ProgressCallback | None = None,
+    progress_every: int = 10,
+    preview_size: int | None = None,
+    cancel: CancelToken | None = None,
+    gate: ProgressGate | None = None,
+    tag: object = None,
+) -> Member:
+    """A job made ready to join a batch (its images decoded, its plan made). Raises the engine's errors."""
+    started = time.perf_counter()
+    plan = plan_request(request)
+    images = decode_inputs(request, plan)
+    plan = dataclasses.replace(plan, scales=_drop_thin_scales(plan.scales, *images.content.size))
+    run = _Run(plan.steps, on_progress, progress_every, _preview_renderer(request, images, preview_size), cancel, gate)
+    run.check_cancel()
+    return Member(request, plan, images, run, started, tag)
 
 
 class Batch:
-    """The members running together on one device with one network."""
+    """The members running together at one shape on one device with one network."""
 
     def __init__(
         self, key: BatchKey, device: str | torch.device | None = None, speedups: Acceleration | None = None
@@ -116,43 +174,28 @@ class Batch:
     def __len__(self) -> int:
         return len(self.members)
 
-    def join(
-        self,
-        request: StyleRequest,
-        *,
-        on_progress: ProgressCallback | None = None,
-        progress_every: int = 10,
-        preview_size: int | None = None,
-        cancel: CancelToken | None = None,
-        gate: ProgressGate | None = None,
-        tag: object = None,
-    ) -> Member:
-        """Add a job; it takes part from the next step. Raises the engine's errors for this job alone."""
-        started = time.perf_counter()
-        plan = plan_request(request)
-        images = decode_inputs(request, plan)
-        plan = dataclasses.replace(plan, scales=_drop_thin_scales(plan.scales, *images.content.size))
-        if batch_key(request, *images.content.size) != self.key:
+    def join(self, request: StyleRequest, **options: object) -> Member:
+        """Add a job (``options`` as :func:`prepare` takes them); it takes part from the next step.
+        Raises the engine's errors for this job alone."""
+        member = prepare(request, **options)  # type: ignore[arg-type]
+        self.enter(member)
+        return member
+
+    def enter(self, member: Member) -> None:
+        """Take in a prepared member, or one that finished its previous scale, at its next scale."""
+        if member.next_key != self.key:
             raise InvalidRequest(f"This job does not fit batch {self.key}.")
-        run = _Run(
-            plan.steps, on_progress, progress_every, _preview_renderer(request, images, preview_size), cancel, gate
-        )
-        run.check_cancel()
         try:
-            content, objective, image = scale_problem(request, plan, images, plan.scales[0][0], self.features, None)
+            member.start_next_scale(self.features)
         except Exception as exc:
             if is_out_of_memory(exc):
                 raise OutOfMemory(f"Not enough {self.device.type.upper()} memory to add this job.") from None
             raise
-        pixels = (image.detach() * PIXEL_SCALE).requires_grad_(True)
-        size = fit_long_side(*images.content.size, plan.scales[0][0])
-        update, output = _updater(request, pixels)
-        member = Member(request, plan, run, content, objective, pixels, update, size, output, started, tag)
         self.members.append(member)
-        return member
 
     def step(self) -> list[Outcome]:
-        """One evaluation and update for every member; returns those that left the batch."""
+        """One evaluation and update for every member; returns those that left the batch (finished,
+        failed, or done with a scale before their last and ``moving`` on)."""
         outcomes = []
         for member in list(self.members):
             try:
@@ -174,9 +217,10 @@ class Batch:
         for index, member in enumerate(list(self.members)):
             try:
                 member.update()
+                member.left -= 1
                 member.run.evaluated(values[index], lambda member=member: member.pixels.detach() / PIXEL_SCALE)
-                if member.run.evaluations >= member.plan.steps:
-                    outcomes.append(self._leave(member, result=self._result(member)))
+                if member.left == 0:
+                    outcomes.append(self._leave(member, result=self._result(member) if member.last_scale else None))
             except Exception as exc:
                 outcomes.append(self._leave(member, error=exc))
         return outcomes
@@ -217,6 +261,62 @@ class Batch:
         return Outcome(member, result, error)
 
 
+class Batches:
+    """Every batch on one device. A job joins the batch of its first scale's shape, and a
+    coarse-to-fine job moves on to the batch of each next scale's shape (opened when none runs
+    there); the batches take turns, one step each per :meth:`step`."""
+
+    def __init__(self, device: str | torch.device | None = None, speedups: Acceleration | None = None) -> None:
+        self.device = device
+        self.speedups = speedups
+        self.batches: dict[BatchKey, Batch] = {}
+
+    def __len__(self) -> int:
+        return sum(len(batch) for batch in self.batches.values())
+
+    def members(self) -> list[Member]:
+        return [member for batch in self.batches.values() for member in batch.members]
+
+    def join(self, request: StyleRequest, **options: object) -> Member:
+        """Add a job (``options`` as :func:`prepare` takes them). Raises the engine's errors for this job alone."""
+        member = prepare(request, **options)  # type: ignore[arg-type]
+        self._enter(member)
+        return member
+
+    def step(self, ended: Callable[[Outcome], None]) -> None:
+        """One step of every batch, in turn; ``ended`` gets each member that finished or failed as soon
+        as its batch has stepped. Members done with a scale enter their next scale's batch after the
+        round (also when a step raised), so they take part from the next round. Raises what a batch
+        step raises that the engine did not mean to."""
+        moving: list[Member] = []
+        try:
+            for key, batch in list(self.batches.items()):
+                outcomes = batch.step()
+                if not len(batch):
+                    del self.batches[key]
+                for outcome in outcomes:
+                    if outcome.moving:
+                        moving.append(outcome.member)
+                    else:
+                        ended(outcome)
+        finally:
+            for member in moving:
+                try:
+                    self._enter(member)
+                except Exception as exc:
+                    ended(Outcome(member, error=exc))
+
+    def _enter(self, member: Member) -> None:
+        key = member.next_key
+        batch = self.batches.get(key) or Batch(key, self.device, self.speedups)
+        self.batches[key] = batch
+        try:
+            batch.enter(member)
+        finally:
+            if not len(batch):
+                del self.batches[key]
+
+
 def _updater(
     request: StyleRequest, pixels: torch.Tensor
 ) -> tuple[Callable[[], None], Callable[[], torch.Tensor]]:
@@ -250,20 +350,18 @@ def _updater(
 def stylize_batch(
     requests: list[StyleRequest], *, device: str | torch.device | None = None, speedups: Acceleration | None = None
 ) -> list[StyleResult | BaseException]:
-    """Run ``requests`` (all of one batch key) together; each gets its result or its own error."""
+    """Run ``requests`` together, those of one shape (per scale) in one batch; each gets its result or its own error."""
     outcomes: dict[int, StyleResult | BaseException] = {}
-    batch: Batch | None = None
+    batches = Batches(device, speedups)
     for index, request in enumerate(requests):
         try:
-            if batch is None:
-                key = request_batch_key(request)
-                if key is None:
-                    raise InvalidRequest("Coarse-to-fine jobs cannot run in a batch.")
-                batch = Batch(key, device, speedups)
-            batch.join(request, tag=index)
+            batches.join(request, tag=index)
         except EngineError as exc:
             outcomes[index] = exc
-    while batch is not None and len(batch):
-        for outcome in batch.step():
-            outcomes[outcome.member.tag] = outcome.result if outcome.result is not None else outcome.error
+
+    def ended(outcome: Outcome) -> None:
+        outcomes[outcome.member.tag] = outcome.result if outcome.result is not None else outcome.error
+
+    while len(batches):
+        batches.step(ended)
     return [outcomes[index] for index in range(len(requests))]

@@ -29,6 +29,8 @@ MULTISCALE_LEVELS = 3
 """Scales of a request that asks for coarse to fine explicitly."""
 MULTISCALE_AUTO_FROM = 768
 """Long side from which a preset's ladder gets MULTISCALE_LEVELS scales when the request does not say."""
+MULTISCALE_COARSEST = 128  # smallest long side of a coarse-to-fine ladder
+MULTISCALE_MIN_SHARE = 10  # fewest evaluations worth spending on a scale
 
 
 @dataclass(frozen=True)
@@ -65,3 +67,27 @@ def resolve_levels(request: StyleRequest, size: int) -> int:
         return MULTISCALE_LEVELS if request.multiscale else 1
     preset = QUALITY_PRESETS[request.quality]
     return MULTISCALE_LEVELS if size >= MULTISCALE_AUTO_FROM else preset.levels
+
+
+def scale_ladder(size: int, steps: int, levels: int) -> tuple[tuple[int, int], ...]:
+    """Long sides from coarse to fine with each one's share of the evaluation budget.
+
+    Up to ``levels`` sizes, each half the next and none below MULTISCALE_COARSEST; every
+    scale gets an equal share and the finest the remainder. A budget too small to share
+    stays at the output size.
+    """
+    sides = [size]
+    while len(sides) < levels and sides[0] // 2 >= MULTISCALE_COARSEST:
+        sides.insert(0, sides[0] // 2)
+    while len(sides) > 1 and steps // len(sides) < MULTISCALE_MIN_SHARE:
+        sides.pop(0)
+    share = steps // len(sides)
+    budgets = [share] * (len(sides) - 1) + [steps - share * (len(sides) - 1)]
+    return tuple(zip(sides, budgets))
+
+
+def working_size(size: tuple[int, int], multiple: int) -> tuple[int, int]:
+    """``size`` with each side rounded to the nearest multiple of ``multiple`` (at least one multiple)."""
+    if multiple <= 1:
+        return size
+    return (max(multiple, round(size[0] / multiple) * multiple), max(multiple, round(size[1] / multiple) * multiple))

@@ -26,14 +26,21 @@ from nst_engine.device import configure_backends, resolve_device
 from nst_engine.errors import Cancelled, EngineError, InvalidRequest, OutOfMemory
 from nst_engine.imageio import decode_image, encode_image
 from nst_engine.losses import GaussianTarget, content_loss, gram, style_loss, tv_loss, w2_style_loss
-from nst_engine.presets import LBFGS_HISTORY, MAX_SIZE, MAX_STEPS, MIN_SIZE, resolve_levels, resolve_size_steps
+from nst_engine.presets import (
+    LBFGS_HISTORY,
+    MAX_SIZE,
+    MAX_STEPS,
+    MIN_SIZE,
+    resolve_levels,
+    resolve_size_steps,
+    scale_ladder,
+    working_size,
+)
 from nst_engine.request import CancelToken, LossSummary, LossTerms, Progress, StyleRequest, StyleResult
 from nst_engine.vgg import PADDINGS, VGG19Features, check_layers, layer_channels, load_vgg19
 
 MIN_SIDE = 16  # VGG19's four pooling stages before relu5_x need at least 16 pixels
 MAX_SHAPE_MULTIPLE = 64
-MULTISCALE_COARSEST = 128  # smallest long side of a coarse-to-fine ladder
-MULTISCALE_MIN_SHARE = 10  # fewest evaluations worth spending on a scale
 ADAM_LR = 5.0  # in pixel units (0-255)
 ADAM_AVERAGE_DECAY = 0.9
 """Adam's output is an exponential moving average of its iterates with this decay: the last
@@ -119,7 +126,7 @@ def plan_request(request: StyleRequest) -> Plan:
     if not math.isfinite(request.style_scale) or not 0.1 <= request.style_scale <= 4.0:
         raise InvalidRequest(f"The style scale must be between 0.1 and 4, not {request.style_scale}.")
     return Plan(
-        scales=_scale_ladder(size, steps, resolve_levels(request, size)),
+        scales=scale_ladder(size, steps, resolve_levels(request, size)),
         steps=steps,
         seed=secrets.randbelow(2**31) if request.seed is None else int(request.seed),
         blend=_blend(request),
@@ -153,23 +160,6 @@ def _style_layer_weights(request: StyleRequest) -> dict[str, float]:
     return dict(zip(request.style_layers, weights))
 
 
-def _scale_ladder(size: int, steps: int, levels: int) -> tuple[tuple[int, int], ...]:
-    """Long sides from coarse to fine with each one's share of the evaluation budget.
-
-    Up to ``levels`` sizes, each half the next and none below MULTISCALE_COARSEST; every
-    scale gets an equal share and the finest the remainder. A budget too small to share
-    stays at the output size.
-    """
-    sides = [size]
-    while len(sides) < levels and sides[0] // 2 >= MULTISCALE_COARSEST:
-        sides.insert(0, sides[0] // 2)
-    while len(sides) > 1 and steps // len(sides) < MULTISCALE_MIN_SHARE:
-        sides.pop(0)
-    share = steps // len(sides)
-    budgets = [share] * (len(sides) - 1) + [steps - share * (len(sides) - 1)]
-    return tuple(zip(sides, budgets))
-
-
 def _drop_thin_scales(scales: tuple[tuple[int, int], ...], width: int, height: int) -> tuple[tuple[int, int], ...]:
     """The ladder without coarse scales too small for VGG19 at this aspect; their budget moves up."""
     kept: list[tuple[int, int]] = []
@@ -189,13 +179,6 @@ def fit_long_side(width: int, height: int, long_side: int) -> tuple[int, int]:
     if width >= height:
         return long_side, max(1, round(long_side / width * height))
     return max(1, round(long_side / height * width)), long_side
-
-
-def working_size(size: tuple[int, int], multiple: int) -> tuple[int, int]:
-    """``size`` with each side rounded to the nearest multiple of ``multiple`` (at least one multiple)."""
-    if multiple <= 1:
-        return size
-    return (max(multiple, round(size[0] / multiple) * multiple), max(multiple, round(size[1] / multiple) * multiple))
 
 
 def fit_pixels(width: int, height: int, pixels: float) -> tuple[int, int]:

@@ -2,9 +2,10 @@
 
 Jobs of one shape share a :class:`~nst_engine.batch.Batch`: one batched forward and backward
 per step. Between steps the loop takes in new jobs (continuous batching): a job joins the
-batch of its shape at once, or opens a batch of its own, and batches of different shapes
-take turns step by step. A job that cannot share a batch (coarse to fine) runs alone when no
-batch is running. Each job ends on its own: finished, cancelled, out of memory or failed.
+batch of its first scale's shape at once, or opens a batch of its own; a coarse-to-fine job
+moves to the batch of its next scale's shape when it has spent a scale's budget; and batches
+of different shapes take turns step by step. Each job ends on its own: finished, cancelled,
+out of memory or failed.
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ from __future__ import annotations
 import logging
 import queue
 import traceback
-from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..errors import Cancelled, EngineError, OutOfMemory
 from ..request import Progress
 from .protocol import FromWorker, JobDone, JobEnded, JobProgress, RunJob, Stop
 from .throttle import ProgressThrottle
+
+if TYPE_CHECKING:
+    from ..batch import Outcome
 
 log = logging.getLogger("nst_engine.pool.worker")
 _UNEXPECTED = "The renderer hit an unexpected error; please try again."
@@ -32,24 +36,21 @@ def serve_batches(
     send: Send,
     begin: Callable[[str], object],
     end: Callable[[str], None],
-    run_alone: Callable[[RunJob], bool],
 ) -> None:
     """Run jobs from ``jobs`` in batches until a Stop arrives and every job in hand is over.
 
-    ``begin(job_id)`` gives the job's cancel token and ``end(job_id)`` forgets it; ``run_alone``
-    runs one job by itself (False when the process should exit). Returns early, after failing
-    the jobs in hand, if a batch step hits an error the engine did not mean to raise.
+    ``begin(job_id)`` gives the job's cancel token and ``end(job_id)`` forgets it. Returns
+    early, after failing the jobs in hand, if a batch step hits an error the engine did not
+    mean to raise.
     """
-    from ..batch import Batch, request_batch_key
+    from ..batch import Batches
 
-    batches: dict[object, Batch] = {}
-    alone: deque[RunJob] = deque()
+    batches = Batches(device)
     stopping = False
     while True:
-        busy = any(len(batch) for batch in batches.values())
         while not stopping:
             try:
-                message = jobs.get(block=not busy and not alone)
+                message = jobs.get(block=not len(batches))
             except queue.Empty:
                 break
             if isinstance(message, Stop):
@@ -59,52 +60,38 @@ def serve_batches(
             try:
                 if cancel.is_set():
                     raise Cancelled("The job was cancelled before it started.")
-                request = message.request
-                key = request_batch_key(request)
-                if key is None:
-                    alone.append(message)  # run_alone takes up its cancel token again
-                else:
-                    if key not in batches:
-                        batches[key] = Batch(key, device)
-                    throttle = ProgressThrottle(message.progress_interval_s, message.preview_interval_s)
-                    batches[key].join(
-                        request,
-                        on_progress=_reporter(message, throttle, send),
-                        gate=throttle,
-                        progress_every=message.progress_every,
-                        preview_size=message.preview_size,
-                        cancel=cancel,
-                        tag=message.job_id,
-                    )
+                throttle = ProgressThrottle(message.progress_interval_s, message.preview_interval_s)
+                batches.join(
+                    message.request,
+                    on_progress=_reporter(message, throttle, send),
+                    gate=throttle,
+                    progress_every=message.progress_every,
+                    preview_size=message.preview_size,
+                    cancel=cancel,
+                    tag=message.job_id,
+                )
             except Exception as exc:
                 _report_end(message.job_id, exc, send, end)
-            busy = True
-        if alone and not any(len(batch) for batch in batches.values()):
-            if not run_alone(alone.popleft()):
-                return
-            continue
-        for key, batch in list(batches.items()):
-            try:
-                outcomes = batch.step()
-            except Exception:
-                # Not an error the engine meant to raise: the process may be damaged, so every job in
-                # hand fails and the worker makes way for a new one.
-                log.error("unexpected error in a batch step:\n%s", traceback.format_exc())
-                in_hand = [member.tag for other in batches.values() for member in other.members]
-                for job_id in in_hand + [job.job_id for job in alone]:
-                    end(job_id)
-                    send(JobEnded(job_id, "failed", _UNEXPECTED, retiring=True))
-                return
-            for outcome in outcomes:
-                if outcome.result is not None:
-                    end(outcome.member.tag)
-                    send(JobDone(outcome.member.tag, outcome.result))
-                else:
-                    _report_end(outcome.member.tag, outcome.error, send, end)
-            if not len(batch):
-                del batches[key]
-        if stopping and not batches and not alone:
+        try:
+            batches.step(lambda outcome: _report_outcome(outcome, send, end))
+        except Exception:
+            # Not an error the engine meant to raise: the process may be damaged, so every job in
+            # hand fails and the worker makes way for a new one.
+            log.error("unexpected error in a batch step:\n%s", traceback.format_exc())
+            for member in batches.members():
+                end(member.tag)
+                send(JobEnded(member.tag, "failed", _UNEXPECTED, retiring=True))
             return
+        if stopping and not len(batches):
+            return
+
+
+def _report_outcome(outcome: Outcome, send: Send, end: Callable[[str], None]) -> None:
+    if outcome.result is not None:
+        end(outcome.member.tag)
+        send(JobDone(outcome.member.tag, outcome.result))
+    else:
+        _report_end(outcome.member.tag, outcome.error, send, end)
 
 
 def _reporter(message: RunJob, throttle: ProgressThrottle, send: Send) -> Callable[[Progress], None]:

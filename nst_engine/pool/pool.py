@@ -16,7 +16,7 @@ from collections import Counter
 
 from ..errors import EngineError
 from ..memory import FIXED_OVERHEAD, estimate_peak_bytes, max_fitting_size
-from ..presets import resolve_size_steps
+from ..presets import resolve_levels, resolve_size_steps, scale_ladder, working_size
 from ..request import StyleRequest, StyleResult
 from .config import PoolConfig
 from .devices import DeviceType, device_type
@@ -707,22 +707,19 @@ class Pool:
 
 
 def _shape(request: StyleRequest, aspect: float) -> tuple[object, ...] | None:
-    """What the pool can tell of a job's batch before any image is opened: its output size and
-    network settings; jobs that share it most likely share a batch."""
+    """The batch a job joins first, as far as the pool can tell before any image is opened: its
+    first scale's shape (with the content's aspect, landscape) and network settings, as
+    :func:`nst_engine.batch.batch_key` has it; jobs that share it most likely share a batch."""
     try:
-        size, _ = resolve_size_steps(request)
+        size, steps = resolve_size_steps(request)
     except EngineError:
         return None
-    layers = (tuple(request.content_layers), tuple(request.style_layers))
-    return (
-        size,
-        round(size * aspect),
-        request.weights,
-        request.pooling,
-        request.padding,
-        layers,
-        request.multiscale,
-    )
+    if not isinstance(size, int) or not isinstance(steps, int):
+        return None  # the worker refuses the job with the engine's message
+    side = scale_ladder(size, steps, resolve_levels(request, size))[0][0]
+    shape = working_size((side, max(1, round(side * aspect))), request.shape_multiple)
+    layers = tuple(dict.fromkeys(request.content_layers + request.style_layers))
+    return (*shape, request.weights, request.pooling, request.padding, layers)
 
 
 async def _backend_for(config: PoolConfig) -> SlotBackend:

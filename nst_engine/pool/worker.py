@@ -132,14 +132,7 @@ def run_worker(
     threading.Thread(target=_listen, args=(connection, jobs, cancellations), name="listener", daemon=True).start()
     outbox.send(Ready(pid=os.getpid(), memory_used=used, memory_total=total))
     if max_batch > 1:
-        serve_batches(
-            jobs,
-            device,
-            outbox.send,
-            cancellations.begin,
-            cancellations.end,
-            lambda job: _run_job(job, device, outbox, cancellations),
-        )
+        serve_batches(jobs, device, outbox.send, cancellations.begin, cancellations.end)
     else:
         while not isinstance(message := jobs.get(), Stop):
             if not _run_job(message, device, outbox, cancellations):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nst_engine import transfer
+from nst_engine import presets, transfer
 from nst_engine.color import rgb_to_yiq
 from nst_engine.errors import (
     BrokenImage,
@@ -172,14 +172,14 @@ def test_style_scale_resizes_the_style_image(tiny_request):
 
 
 def test_scale_ladder():
-    assert transfer._scale_ladder(1024, 600, 3) == ((256, 200), (512, 200), (1024, 200))
-    assert transfer._scale_ladder(800, 301, 3) == ((200, 100), (400, 100), (800, 101))
-    assert transfer._scale_ladder(384, 200, 2) == ((192, 100), (384, 100))
-    assert transfer._scale_ladder(512, 100, 1) == ((512, 100),)
-    assert transfer._scale_ladder(512, 100, 3) == ((128, 33), (256, 33), (512, 34))
-    assert transfer._scale_ladder(256, 101, 3) == ((128, 50), (256, 51))
-    assert transfer._scale_ladder(1024, 25, 3) == ((512, 12), (1024, 13))
-    assert transfer._scale_ladder(1024, 12, 3) == ((1024, 12),)
+    assert presets.scale_ladder(1024, 600, 3) == ((256, 200), (512, 200), (1024, 200))
+    assert presets.scale_ladder(800, 301, 3) == ((200, 100), (400, 100), (800, 101))
+    assert presets.scale_ladder(384, 200, 2) == ((192, 100), (384, 100))
+    assert presets.scale_ladder(512, 100, 1) == ((512, 100),)
+    assert presets.scale_ladder(512, 100, 3) == ((128, 33), (256, 33), (512, 34))
+    assert presets.scale_ladder(256, 101, 3) == ((128, 50), (256, 51))
+    assert presets.scale_ladder(1024, 25, 3) == ((512, 12), (1024, 13))
+    assert presets.scale_ladder(1024, 12, 3) == ((1024, 12),)
 
 
 @pytest.mark.parametrize(
@@ -203,7 +203,7 @@ def test_thin_images_skip_coarse_scales():
 
 
 def test_multiscale_runs_coarse_to_fine(tiny_request, monkeypatch):
-    monkeypatch.setattr(transfer, "MULTISCALE_COARSEST", 24)
+    monkeypatch.setattr(presets, "MULTISCALE_COARSEST", 24)
     seen: list[Progress] = []
     result = stylize(tiny_request(steps=20, multiscale=True), device="cpu", on_progress=seen.append, progress_every=5)
     assert result.evaluations == 20 and result.image.shape == (36, 48, 3)
@@ -327,7 +327,7 @@ def test_adam_returns_the_average_of_its_iterates(tiny_request, caffe_vgg):
 
 
 def test_each_scale_starts_from_the_previous_scale_s_output(tiny_request, monkeypatch):
-    monkeypatch.setattr(transfer, "MULTISCALE_COARSEST", 24)
+    monkeypatch.setattr(presets, "MULTISCALE_COARSEST", 24)
     outputs: list[torch.Tensor] = []
     upsampled: list[torch.Tensor] = []
     optimise, upsample = transfer._optimise, transfer._upsample
