@@ -245,6 +245,7 @@ class Batch:
         return values.detach()
 
     def _result(self, member: Member) -> StyleResult:
+        member.run.flush()
         image, final = finish(member.request, member.objective, member.output(), member.content, member.size)
         return StyleResult(
             image=to_uint8(image),

@@ -36,6 +36,7 @@ from nst_engine.presets import (
     scale_ladder,
     working_size,
 )
+from nst_engine.readback import LossCopy
 from nst_engine.request import CancelToken, LossSummary, LossTerms, Progress, StyleRequest, StyleResult
 from nst_engine.vgg import PADDINGS, VGG19Features, check_layers, layer_channels, load_vgg19
 
@@ -259,8 +260,22 @@ def _loss_terms(values: torch.Tensor) -> LossTerms:
     return LossTerms(content=content, style=style, tv=tv, total=total)
 
 
+@dataclass
+class _PendingReport:
+    """A progress report waiting for its loss terms to reach the host."""
+
+    iteration: int
+    losses: LossCopy
+    preview: bytes | None
+
+
 class _Run:
-    """State shared by all scales of one job: evaluation count, progress, cancel."""
+    """State shared by all scales of one job: evaluation count, progress, cancel.
+
+    Loss terms go to the host through a :class:`~nst_engine.readback.LossCopy`: a progress
+    report waits, without the loop waiting for it, until its copy has landed (at once on the
+    CPU; on CUDA usually by the next evaluation), and the next report is due only after it.
+    """
 
     def __init__(
         self,
@@ -278,13 +293,14 @@ class _Run:
         self.preview = preview
         self.cancel = cancel
         self.evaluations = 0
-        self.initial: torch.Tensor | None = None
+        self.initial: LossCopy | None = None
+        self.pending: _PendingReport | None = None
 
     def initial_terms(self) -> LossTerms:
         """The loss terms of the first evaluation (at the coarsest scale)."""
         if self.initial is None:
             raise RuntimeError("no evaluation has run yet")
-        return _loss_terms(self.initial)
+        return self.initial.terms()
 
     def check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
@@ -294,21 +310,38 @@ class _Run:
         """Forget every evaluation, for a rerun from the start."""
         self.evaluations = 0
         self.initial = None
+        self.pending = None
 
     def evaluated(self, values: torch.Tensor, image: Callable[[], torch.Tensor]) -> None:
         """Count one evaluation with loss ``values``; ``image()`` gives the current image when a preview is due."""
         self.evaluations += 1
         if self.initial is None:
-            self.initial = values.detach().clone()
+            self.initial = LossCopy(values)
+        if self.pending is not None:
+            # One report at a time: the next is due from the next evaluation after this one is sent.
+            if self.pending.losses.ready():
+                self._report()
+            return
         if self.on_progress is None or self.evaluations % self.progress_every:
             return
-        # Reading the losses waits for the device, and a preview costs a resize and a PNG:
-        # neither is worth it for a report the caller would drop.
+        # Copying the losses and rendering a preview (a resize and a PNG) are not worth it for a
+        # report the caller would drop.
         if self.gate is not None and not self.gate.progress_due():
             return
         render = self.preview is not None and (self.gate is None or self.gate.preview_due())
-        preview = self.preview(image()) if render else None
-        self.on_progress(Progress(self.evaluations, self.total, _loss_terms(values), preview))
+        losses = LossCopy(values)
+        self.pending = _PendingReport(self.evaluations, losses, self.preview(image()) if render else None)
+        if losses.ready():
+            self._report()
+
+    def flush(self) -> None:
+        """Send the report still waiting for its losses, if any (at the end of the job)."""
+        if self.pending is not None:
+            self._report()
+
+    def _report(self) -> None:
+        pending, self.pending = self.pending, None
+        self.on_progress(Progress(pending.iteration, self.total, pending.losses.terms(), pending.preview))
 
 
 def _optimise(
@@ -442,6 +475,7 @@ def _run_scales(
         image = _optimise(image, objective, budget, request.optimizer, run, speedups.graphs)
         if index < len(plan.scales) - 1:
             del objective
+    run.flush()
     return finish(request, objective, image, content, fit_long_side(*images.content.size, plan.scales[-1][0]))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import threading
 
 import pytest
@@ -42,16 +43,24 @@ def test_the_optimisation_loop_never_syncs_with_the_host(tiny_request, speedups)
     images = transfer.decode_inputs(request, plan)
     content, styles = images.at(request, 64, device)
     objective = transfer.Objective(Features(load_vgg19("caffe", device), speedups), request, plan, content, styles)
-    run = transfer._Run(plan.steps, None, 10, None, None)
+    # Progress after every evaluation: its loss terms come through non-blocking copies into pinned memory.
+    seen = []
+    run = transfer._Run(plan.steps, seen.append, 1, None, None)
     transfer._optimise(content.clone(), objective, 3, "lbfgs", run, graphs=False)  # cuDNN autotuning, lazy set-up
     torch.cuda.synchronize()
+    run.flush()
+    reported = len(seen)
     torch.cuda.set_sync_debug_mode("error")
     try:
         image = transfer._optimise(content.clone(), objective, 12, "lbfgs", run, graphs=False)
     finally:
         torch.cuda.set_sync_debug_mode(0)
+    run.flush()
     assert run.evaluations == 15
     assert image.isfinite().all()
+    iterations = [progress.iteration for progress in seen]
+    assert len(seen) > reported and iterations == sorted(set(iterations)) and iterations[-1] <= 15
+    assert all(math.isfinite(progress.losses.total) for progress in seen)
 
 
 @pytest.fixture
