@@ -11,9 +11,10 @@ hits both alike; each round gives one ratio (pool throughput over sequential thr
 and the medians are what to quote.
 
 With ``--max-batch N`` a second pool, the same workers but each batching up to N jobs of one
-shape, runs the same jobs in the same turns (pool, batched pool, sequential):
+shape, runs the same jobs in the same turns (pool, batched pool, sequential). From 256 px the
+jobs run coarse to fine, as the presets do, and batch at each of their scales:
 
-    python benchmarks/bench_pool.py --max-batch 4
+    python benchmarks/bench_pool.py --max-batch 4 --jobs 4 --size 256
 
 With ``--backend ray`` the two sides are the local pool and the same number of workers as
 Ray actors, again in turns: first on a single-node Ray, then on two Ray nodes of one
@@ -60,8 +61,7 @@ def parse_args() -> argparse.Namespace:
         "--max-batch",
         type=int,
         default=None,
-        help="also run the same jobs on a pool whose workers batch up to this many, in the same turns "
-        "(every side then runs the jobs at one scale, since coarse-to-fine jobs cannot share a batch)",
+        help="also run the same jobs on a pool whose workers batch up to this many, in the same turns",
     )
     parser.add_argument("--content", type=Path, default=IMAGES / "tubingen.jpg")
     parser.add_argument("--style", type=Path, default=IMAGES / "starry_night.jpg")
@@ -85,8 +85,6 @@ def make_requests(args: argparse.Namespace) -> list[StyleRequest]:
             size=args.size,
             steps=args.steps,
             seed=index,
-            # Coarse-to-fine jobs change shape as they run and never share a batch.
-            multiscale=False if args.max_batch else None,
         )
         for index in range(args.jobs)
     ]
@@ -202,6 +200,7 @@ def main() -> None:
     pool_desc = f"{workers} workers" + (f" x {threads} threads" if args.device == "cpu" else "")
     seq_desc = f"1 process x {sequential_threads} threads" if args.device == "cpu" else "1 process"
     print(f"{args.jobs} jobs, {args.size} px, {args.steps} evaluations each, on {args.device}")
+    print(f"scales: {_scales(requests[0])}")
     print(
         f"machine: {platform.machine()}, {available_cores()} cores, "
         f"Python {platform.python_version()}, torch {torch.__version__}"
@@ -308,6 +307,13 @@ async def compare_backends(
         f"{name}: throughput, ray / local: median {statistics.median(ratios):.2f}x "
         f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x); extra time per job on ray: {overhead_ms:+.0f} ms"
     )
+
+
+def _scales(request: StyleRequest) -> str:
+    """The job's ladder as the engine plans it: coarse-to-fine jobs batch at each of their scales."""
+    from nst_engine.transfer import plan_request
+
+    return " -> ".join(f"{side} px ({budget} evaluations)" for side, budget in plan_request(request).scales)
 
 
 def _load() -> str:
