@@ -56,8 +56,8 @@ class PoolConfig:
     above 1 sets every request's ``shape_multiple`` (sides rounded to its multiples while the
     job runs), so jobs share shapes: cuDNN's tuning, CUDA graphs and batches.
     ``backend`` ``"local"`` runs worker processes on this machine (``devices``,
-    ``workers_per_device``); ``"ray"`` runs actors on a Ray cluster as ``ray`` says (one job at
-    a time each: ``max_batch`` is for local workers).
+    ``workers_per_device``); ``"ray"`` runs actors on a Ray cluster as ``ray`` says (each
+    taking up to ``max_batch`` jobs, as a local worker does).
     """
 
     devices: tuple[str, ...] | list[str] | None = None

@@ -733,6 +733,7 @@ async def _backend_for(config: PoolConfig) -> SlotBackend:
             cpu_threads=config.cpu_threads,
             heartbeat_interval_s=heartbeat_interval(config),
             stale_after_s=config.heartbeat_timeout_s,
+            max_batch=config.max_batch,
         )
     return await LocalBackend.detect(
         config.devices,

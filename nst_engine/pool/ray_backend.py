@@ -26,7 +26,7 @@ from .config import RayConfig
 from .devices import DeviceType
 from .errors import PoolError
 from .protocol import FromWorker, Heartbeat, JobEnded, Ready, RunJob, StartFailed
-from .ray_actor import ACTOR_CONCURRENCY, ActorReady, StyleActor
+from .ray_actor import ActorReady, StyleActor, actor_concurrency
 from .slot import KillReason, OnExit, OnMessage, SlotBackend, WorkerSlot
 
 log = logging.getLogger("nst_engine.pool.ray")
@@ -36,7 +36,7 @@ _CONNECT_TIMEOUT_S = 60.0
 # Torch threads of an actor feeding a GPU; CPU actors share their node's cores instead.
 _GPU_ACTOR_THREADS = 2
 
-_RemoteActor = ray.remote(max_concurrency=ACTOR_CONCURRENCY, max_restarts=0)(StyleActor)
+_RemoteActor = ray.remote(max_restarts=0)(StyleActor)
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,8 @@ def plan_slots(nodes: list[Mapping[str, Any]], config: RayConfig, cpu_threads: i
 
 
 class RaySlot(WorkerSlot):
-    """One actor. Its messages are the local workers': the pool cannot tell the two apart."""
+    """One actor, running up to ``max_batch`` jobs at once. Its messages are the local workers':
+    the pool cannot tell the two apart."""
 
     def __init__(
         self,
@@ -90,8 +91,10 @@ class RaySlot(WorkerSlot):
         heartbeat_interval_s: float,
         on_message: OnMessage,
         on_exit: OnExit,
+        max_batch: int = 1,
     ) -> None:
         super().__init__(slot_id, planned.kind, on_message=on_message, on_exit=on_exit)
+        self.capacity = max_batch
         self.node = planned.node
         self.place = f"{planned.node}/{planned.kind}"
         self._planned = planned
@@ -155,8 +158,9 @@ class RaySlot(WorkerSlot):
             self._actor = _RemoteActor.options(
                 num_cpus=0,
                 num_gpus=planned.num_gpus,
+                max_concurrency=actor_concurrency(self.capacity),
                 scheduling_strategy=NodeAffinitySchedulingStrategy(planned.node_id, soft=False),
-            ).remote(self._weights, planned.threads)
+            ).remote(self._weights, planned.threads, self.capacity)
             answer = await self._actor.ready.remote()
         except RayError as exc:
             self.start_error = f"The worker on {self.node} could not start ({_first_line(exc)})."
@@ -235,8 +239,10 @@ class RayBackend(SlotBackend):
         cpu_threads: int | None,
         heartbeat_interval_s: float,
         stale_after_s: float,
+        max_batch: int = 1,
     ) -> None:
         self.config = config
+        self._max_batch = max_batch
         self._weights = weights
         self._cpu_threads = cpu_threads
         self._heartbeat_interval_s = heartbeat_interval_s
@@ -341,6 +347,7 @@ class RayBackend(SlotBackend):
             heartbeat_interval_s=self._heartbeat_interval_s,
             on_message=on_message,
             on_exit=on_exit,
+            max_batch=self._max_batch,
         )
 
     def connected(self) -> bool:

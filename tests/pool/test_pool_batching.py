@@ -1,4 +1,5 @@
-"""Workers that batch jobs of one shape (``max_batch``), and memory admission counting running jobs."""
+"""Workers that batch jobs of one shape (``max_batch``): local processes and Ray actors alike;
+and memory admission counting running jobs."""
 
 from __future__ import annotations
 
@@ -9,13 +10,11 @@ import pytest
 from nst_engine.memory import estimate_peak_bytes
 from nst_engine.pool import Job, Pool, PoolConfig
 
-from .conftest import endless_request, first_progress, settled, tiny_request
+from .conftest import config_for, endless_request, first_progress, settled, tiny_request
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-BASE = dict(
-    devices=["cpu"],
-    cpu_threads=1,
+SETTINGS = dict(
     queue_size=8,
     per_owner_limit=4,
     progress_every=1,
@@ -23,6 +22,7 @@ BASE = dict(
     heartbeat_timeout_s=10.0,
     kill_grace_s=5.0,
 )
+BASE = dict(devices=["cpu"], cpu_threads=1, **SETTINGS)
 
 
 async def progressed_past(job: Job, iteration: int) -> None:
@@ -32,21 +32,21 @@ async def progressed_past(job: Job, iteration: int) -> None:
             await asyncio.sleep(0.05)
 
 
-async def test_jobs_of_one_shape_share_a_batch_and_leave_it_on_their_own() -> None:
-    pool = await Pool.start(PoolConfig(workers_per_device=1, max_batch=3, **BASE))
+async def test_jobs_of_one_shape_share_a_batch_and_leave_it_on_their_own(backend: str) -> None:
+    pool = await Pool.start(config_for(backend, 1, max_batch=3, **SETTINGS))
     try:
         jobs = [pool.submit(endless_request(), owner=f"owner{i}") for i in range(3)]
         for job in jobs:
             await first_progress(job)
         assert {job.worker_id for job in jobs} == {jobs[0].worker_id}
-        assert pool.stats().batches_by_device == {"cpu": [3]}
+        assert list(pool.stats().batches_by_device.values()) == [[3]]
         assert pool.stats().batch_sizes == {1: 1, 2: 1, 3: 1}
 
         assert jobs[1].cancel()
         assert await settled(jobs[1]) == "cancelled"
         for job in (jobs[0], jobs[2]):
             await progressed_past(job, job.last_progress.iteration)
-        assert pool.stats().batches_by_device == {"cpu": [2]}
+        assert list(pool.stats().batches_by_device.values()) == [[2]]
 
         # A finite job joins the running batch at once and finishes while the others go on.
         short = pool.submit(tiny_request(size=40, steps=4), owner="late")
@@ -60,8 +60,8 @@ async def test_jobs_of_one_shape_share_a_batch_and_leave_it_on_their_own() -> No
         await pool.close(drain=False)
 
 
-async def test_batched_jobs_of_two_shapes_each_get_what_they_asked_for() -> None:
-    pool = await Pool.start(PoolConfig(workers_per_device=1, max_batch=4, **BASE))
+async def test_batched_jobs_of_two_shapes_each_get_what_they_asked_for(backend: str) -> None:
+    pool = await Pool.start(config_for(backend, 1, max_batch=4, **SETTINGS))
     try:
         requests = [
             tiny_request(size=32, steps=3, seed=1),
