@@ -219,13 +219,16 @@ class Intake:
                     style_ref = f"{PRESET_PREFIX}{params.preset}"
                 record = self.new_record(interaction, params, keys[0], style_ref, received_at)
                 try:
-                    await self.accept(interaction, record, notes, counted=True)
+                    active = await self._admit(record, notes)
                 except SourceMissing:
                     await self._bot.store.delete(record.id)
                     raise Refusal(
                         'Your saved style is no longer stored. Right-click an image and pick "Use as style" again.',
                         "expired",
                     ) from None
+            # The request leaves the count here, the moment the runner counts its job: counted twice while
+            # it is announced, it would refuse the user's next request below their limit.
+            await self._announce(interaction, active)
         except Refusal as exc:
             await self.refuse(interaction, exc)
 
@@ -319,24 +322,26 @@ class Intake:
             parent_id=parent_id,
         )
 
-    async def accept(
-        self, interaction: discord.Interaction, record: JobRecord, notes: list[str], counted: bool = False
-    ) -> None:
-        """Store the job, queue it, confirm privately, then post its public status message.
+    async def accept(self, interaction: discord.Interaction, record: JobRecord, notes: list[str]) -> None:
+        """Store the job, queue it, confirm privately, then post its public status message."""
+        with self._in_progress(record.user_id):
+            active = await self._admit(record, notes)
+        await self._announce(interaction, active)
 
-        ``counted``: the request already counts against its user's job limit (see :meth:`stylize`).
+    async def _admit(self, record: JobRecord, notes: list[str]) -> ActiveJob:
+        """Check the user's limits once more, then store and queue the job, claiming their cooldown.
+
+        The request must already count among its user's requests in progress (:meth:`_in_progress`);
+        the caller ends that count once this returns, when the runner counts the job instead.
         """
         user_id = record.user_id
         # Requests sent together all pass the gate while each downloads: check again, and claim the
-        # user's cooldown and job slot, with nothing awaited in between.
-        self._check_user(user_id, counted)
+        # user's cooldown, with nothing awaited in between.
+        self._check_user(user_id, counted=True)
         previous = self._last_charged.get(user_id)
         claimed = self._last_charged[user_id] = time.monotonic()
         try:
-            with contextlib.ExitStack() as slot:
-                if not counted:
-                    slot.enter_context(self._in_progress(user_id))
-                active = await self._store_and_submit(record, notes)
+            return await self._store_and_submit(record, notes)
         except BaseException:
             if self._last_charged.get(user_id) == claimed:
                 if previous is None:
@@ -344,11 +349,15 @@ class Intake:
                 else:
                     self._last_charged[user_id] = previous
             raise
+
+    async def _announce(self, interaction: discord.Interaction, active: ActiveJob) -> None:
+        """Confirm a queued job to its requester, then post its public status message and follow it."""
+        record = active.record
         # The deferred (ephemeral) response must be answered before the public status message is
         # posted: Discord turns the first followup after a defer into the deferred response itself.
         try:
             confirmation = f"Your job `{record.id[:8]}` is queued; its progress and result will appear in this channel."
-            await interaction.edit_original_response(content="\n".join([confirmation, *notes]))
+            await interaction.edit_original_response(content="\n".join([confirmation, *active.notes]))
         except discord.HTTPException as exc:
             log.warning("could not confirm job %s to its requester: %s", record.id, exc)
         await self._bot.runner.follow(active)

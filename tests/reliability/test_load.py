@@ -86,6 +86,20 @@ async def test_a_users_burst_gets_no_more_jobs_than_the_per_user_limit(capped):
     await cancel_all(capped, accepted)
 
 
+async def test_an_accepted_job_still_being_confirmed_counts_once_against_its_users_limit(capped):
+    user = capped.user()
+    # The first job's confirmation waits out a rate limit, so the second request arrives while the
+    # first is queued but not yet announced: the job must count once then, not as queued and in progress.
+    held = capped.fake.rate_limit_next("PATCH", r"^/webhooks/\d+/[^/]+/messages/@original$", retry_after=5.0)
+    first = await stylize(capped.fake, user, content=capped.images.content, preset="the_scream", quality="high")
+    await capped.fake.wait_for(lambda: held.exhausted, timeout=30, what="the first confirmation held")
+    second = await stylize(capped.fake, user, content=capped.images.content, preset="the_scream", quality="high")
+    answer = (await second.wait_original(timeout=30)).content
+    assert "is queued" in answer, f"refused while the user's one job was being confirmed: {answer!r}"
+    assert "is queued" in (await first.wait_original(timeout=30)).content
+    await cancel_all(capped, [first, second])
+
+
 async def test_a_burst_from_many_users_fills_the_queue_exactly_to_its_cap(capped):
     in_flight = QUEUE_SIZE + 1  # the queue plus the one job running
     accepted, refusals = split(await burst(capped, [capped.user() for _ in range(in_flight + 3)]))
