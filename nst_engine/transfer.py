@@ -25,7 +25,7 @@ from nst_engine.acceleration import Acceleration, Features, StepLoop
 from nst_engine.device import configure_backends, resolve_device
 from nst_engine.errors import Cancelled, EngineError, InvalidRequest, OutOfMemory
 from nst_engine.imageio import decode_image, encode_image
-from nst_engine.losses import GaussianTarget, content_loss, gram, style_loss, tv_loss, w2_style_loss
+from nst_engine.losses import GaussianTarget, content_loss, gram, luma_chroma, style_loss, tv_loss, w2_style_loss
 from nst_engine.presets import (
     LBFGS_HISTORY,
     MAX_SIZE,
@@ -38,7 +38,7 @@ from nst_engine.presets import (
 )
 from nst_engine.readback import LossCopy
 from nst_engine.request import CancelToken, LossSummary, LossTerms, Progress, StyleRequest, StyleResult
-from nst_engine.vgg import PADDINGS, VGG19Features, check_layers, layer_channels, load_vgg19
+from nst_engine.vgg import PADDINGS, VGG19Features, check_layers, load_vgg19
 
 MIN_SIDE = 16  # VGG19's four pooling stages before relu5_x need at least 16 pixels
 MAX_SHAPE_MULTIPLE = 64
@@ -48,20 +48,29 @@ ADAM_AVERAGE_DECAY = 0.9
 iterate carries the noise of the last steps, the average cancels most of it."""
 PIXEL_SCALE = 255.0
 LBFGS_FIRST_STEP = 1.0  # pixel levels the first (gradient) step moves the most-changed pixel by
-# Default style layer weight is STYLE_LAYER_SCALE / channels**2, which evens out the layers'
-# Gram magnitudes; the scale balances style against content per weight source so that
-# content_weight = style_weight = 1 looks good with either network. 150 was chosen with
-# benchmarks/bench_quality.py (against 5, pastiche's balance, which left a photo under a thin
-# layer of strokes); style_weight (the bot's style strength) 1/30 gives that lighter look back.
+# By default each style layer's error counts relative to the painting's own statistics at that
+# layer: the Gram loss divides by the mean square of the painting's Gram matrix, the W2 loss by
+# the mean squared norm of a feature vector (the trace of that Gram matrix). Absolute errors
+# let the layers with the largest features decide alone (with the original VGG19 weights
+# relu4_1's Gram entries are about 100 times relu5_1's, its squared errors 10^4 times), which
+# left the finest and the coarsest strokes unmatched. STYLE_LAYER_SCALE, per layer, balances those
+# relative errors against the content loss (squared features) so that content_weight =
+# style_weight = 1 repaints the photo in the painting's palette and strokes; style_weight (the
+# bot's style strength) 0.1 keeps more of the photo. Chosen with benchmarks/bench_quality.py.
 # The torchvision network's features are about 57 times smaller (its input is scaled by
-# 1/0.226 rather than 255), and Gram errors grow with the fourth power of that, content
-# errors with the square: hence the second scale.
-STYLE_LAYER_SCALE = {"caffe": 150.0, "imagenet": 150.0 * 57.0**2}
-# The W2 loss's default layer weight is W2_LAYER_SCALE / channels: a squared W2 distance sums
-# over channels, so this makes it a per-channel mean, in the same units as the content loss
-# (squared features) whatever the network's feature scale. 10 changes the content about as
-# much as the Gram loss's default does (benchmarks/bench_quality.py).
-W2_LAYER_SCALE = 10.0
+# 1/0.226 rather than 255), so its content errors are 57**2 times smaller, and so is its scale.
+STYLE_LAYER_SCALE = {"caffe": 1e7, "imagenet": 1e7 / 57.0**2}
+W2_LAYER_SCALE = {"caffe": 2e7, "imagenet": 2e7 / 57.0**2}
+"""The W2 loss's: on the benchmark's pairs its relative errors start at 0.4 to 0.75 times the Gram
+loss's, so twice the scale gives it about the same pull."""
+# Total variation is taken on the image's luma and chroma (BT.601 Y, Cb, Cr), a chroma
+# difference counting twice a luma one: L-BFGS's fine speckle is colour (red, green and cyan
+# pixels found nowhere in the painting), while the painting's strokes are mostly light and
+# dark, so chroma is smoothed hard and the strokes keep their edges. Against total variation
+# on RGB of the same weight (benchmarks/bench_quality.py, Tübingen x The Starry Night) the
+# chroma noise figure is less than half and the style distance lower.
+TV_LUMA = 0.5
+TV_CHROMA = 1.0
 
 ProgressCallback = Callable[[Progress], None]
 
@@ -84,6 +93,8 @@ class Plan:
     blend: tuple[float, ...]
     content_layer_weights: dict[str, float]
     style_layer_weights: dict[str, float]
+    relative_style: bool
+    """Whether each style layer's weight is divided by the painting's magnitude at that layer."""
 
 
 def plan_request(request: StyleRequest) -> Plan:
@@ -133,6 +144,7 @@ def plan_request(request: StyleRequest) -> Plan:
         blend=_blend(request),
         content_layer_weights={name: 1.0 / len(request.content_layers) for name in request.content_layers},
         style_layer_weights=_style_layer_weights(request),
+        relative_style=request.style_layer_weights is None,
     )
 
 
@@ -149,10 +161,9 @@ def _blend(request: StyleRequest) -> tuple[float, ...]:
 
 def _style_layer_weights(request: StyleRequest) -> dict[str, float]:
     if request.style_layer_weights is None:
-        if request.style_loss == "w2":
-            return {name: W2_LAYER_SCALE / layer_channels(name) for name in request.style_layers}
-        scale = STYLE_LAYER_SCALE["caffe" if request.weights == "caffe" else "imagenet"]
-        return {name: scale / layer_channels(name) ** 2 for name in request.style_layers}
+        scales = W2_LAYER_SCALE if request.style_loss == "w2" else STYLE_LAYER_SCALE
+        scale = scales["caffe" if request.weights == "caffe" else "imagenet"]
+        return {name: scale for name in request.style_layers}
     weights = tuple(float(w) for w in request.style_layer_weights)
     if len(weights) != len(request.style_layers):
         raise InvalidRequest(f"{len(request.style_layers)} style layer(s) but {len(weights)} layer weight(s).")
@@ -219,8 +230,9 @@ class Objective:
         self.tv_weight = request.tv_weight
         self.style_loss = request.style_loss
         self.content_layer_weights = plan.content_layer_weights
-        self.style_layer_weights = plan.style_layer_weights
+        self.style_layer_weights: dict[str, float] | dict[str, torch.Tensor] = plan.style_layer_weights
         self.layers = tuple(dict.fromkeys(request.content_layers + request.style_layers))
+        self.tv_colour = luma_chroma(TV_LUMA, TV_CHROMA).to(content.device)
         with torch.no_grad():
             features = model(content, request.content_layers)
             self.content_targets = {name: features[name] for name in request.content_layers}
@@ -236,6 +248,12 @@ class Objective:
                 del style_features
             self.style_targets: dict[str, torch.Tensor] = grams
             self.gaussian_targets: dict[str, GaussianTarget] = {}
+            if plan.relative_style:
+                # Tensors, not floats: reading the magnitudes on the host would wait for the device.
+                self.style_layer_weights = {
+                    name: weight / _style_magnitude(grams[name], self.style_loss)
+                    for name, weight in plan.style_layer_weights.items()
+                }
             if self.style_loss == "w2":
                 self.gaussian_targets = {name: GaussianTarget(means[name], grams[name]) for name in grams}
                 self.style_targets = {}
@@ -251,8 +269,18 @@ class Objective:
             style = self.style_weight * w2_style_loss(features, self.gaussian_targets, self.style_layer_weights)
         else:
             style = self.style_weight * style_loss(features, self.style_targets, self.style_layer_weights)
-        tv = self.tv_weight * tv_loss(image) if self.tv_weight else image.new_zeros(())
+        tv = self.tv_weight * tv_loss(image, self.tv_colour) if self.tv_weight else image.new_zeros(())
         return torch.stack([content, style, tv, content + style + tv])
+
+
+def _style_magnitude(target_gram: torch.Tensor, style_loss: str) -> torch.Tensor:
+    """What a relative style error at one layer is divided by: the painting's Gram matrix's mean
+    square (Gram loss) or its trace, the mean squared norm of a feature vector (W2 loss)."""
+    if style_loss == "w2":
+        magnitude = torch.diagonal(target_gram, dim1=-2, dim2=-1).sum()
+    else:
+        magnitude = target_gram.square().mean()
+    return magnitude.clamp_min(torch.finfo(target_gram.dtype).tiny)
 
 
 def _loss_terms(values: torch.Tensor) -> LossTerms:

