@@ -345,7 +345,7 @@ def compare(
     evaluator: Evaluator,
 ) -> int:
     """Each pair on the baseline checkout's engine, then on this one; rows before and after, with ratios."""
-    print(f"preset {args.preset}, seed {args.seed}, device {device}, before: {args.baseline}, after: {REPO}")
+    print(f"preset {args.preset}, seed {args.seed}, device {device}, before: {args.baseline}, after: this checkout")
     print(f"{'pair':26} {'style':>7} {'content':>8} {'chroma':>7} {'luma':>6} {'evals':>6} {'seconds':>8}")
     sheet_rows = []
     rows: list[dict[str, Row]] = []

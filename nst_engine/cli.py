@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--style-loss",
         choices=("w2", "gram"),
         default=StyleRequest.style_loss,
-        help="w2: match the style's feature means and covariances (default); gram: Gatys et al.'s Gram matrices",
+        help="gram: Gatys et al.'s Gram matrices (default); w2: match the style's feature means and covariances",
     )
     run.add_argument(
         "--tv-weight", type=float, default=DEFAULT_TV_WEIGHT, help="total-variation smoothing weight (0 turns it off)"
