@@ -156,6 +156,16 @@ def test_each_setting_runs_and_changes_the_result(tiny_request, settings, baseli
         assert result.losses.final.tv > 0
 
 
+def test_a_lower_style_strength_keeps_more_of_the_photo(tiny_request):
+    # The bot's style strength is the request's style weight: below 1 the result stays closer to
+    # the photo and further from the painting than at the default, above 1 the other way round.
+    results = {weight: stylize(tiny_request(steps=12, style_weight=weight), device="cpu") for weight in (0.25, 1, 4)}
+    content = [results[w].losses.final.content for w in (0.25, 1, 4)]
+    style = [results[w].losses.final.style / w for w in (0.25, 1, 4)]  # unweighted: the distance to the painting
+    assert content[0] < content[1] < content[2]
+    assert style[0] > style[1] > style[2]
+
+
 def test_style_blend_weights_select_styles(tiny_request, style_png):
     other_style = png_bytes(255 - brush_strokes(48, 48))
     only_first = stylize(tiny_request(steps=4), device="cpu")
