@@ -71,6 +71,7 @@ CONTENT_LAYER = "relu4_2"
 NOISE_LONG_SIDE = 256
 SHEET_TILE = 256
 CAPTION_HEIGHT = 52
+TABLE_HEADER = f"{'pair':26} {'style':>7} {'content':>8} {'chroma':>7} {'luma':>6} {'evals':>6} {'seconds':>8}"
 
 
 class Evaluator:
@@ -286,11 +287,8 @@ def main() -> int:
 
     if args.baseline is not None:
         return compare(args, images, chosen, device, evaluator)
-    header = (
-        f"{'pair':26} {'style':>7} {'content':>8} {'chroma':>7} {'luma':>6} {'evals':>6} {'seconds':>8}"
-    )
     print(f"preset {args.preset}, seed {args.seed}, device {device}, overrides {overrides or 'none'}")
-    print(header)
+    print(TABLE_HEADER)
     if device.type == "cuda":
         # cuDNN picks its kernels on the first run of each shape; keep that out of the first pair's time.
         content_name, style_name = chosen[0]
@@ -346,7 +344,7 @@ def compare(
 ) -> int:
     """Each pair on the baseline checkout's engine, then on this one; rows before and after, with ratios."""
     print(f"preset {args.preset}, seed {args.seed}, device {device}, before: {args.baseline}, after: this checkout")
-    print(f"{'pair':26} {'style':>7} {'content':>8} {'chroma':>7} {'luma':>6} {'evals':>6} {'seconds':>8}")
+    print(TABLE_HEADER)
     sheet_rows = []
     rows: list[dict[str, Row]] = []
     with tempfile.TemporaryDirectory() as scratch:

@@ -95,8 +95,6 @@ class Plan:
     blend: tuple[float, ...]
     content_layer_weights: dict[str, float]
     style_layer_weights: dict[str, float]
-    relative_style: bool
-    """Whether each style layer's weight is divided by the painting's magnitude at that layer."""
 
 
 def plan_request(request: StyleRequest) -> Plan:
@@ -146,7 +144,6 @@ def plan_request(request: StyleRequest) -> Plan:
         blend=_blend(request),
         content_layer_weights={name: 1.0 / len(request.content_layers) for name in request.content_layers},
         style_layer_weights=_style_layer_weights(request),
-        relative_style=request.style_layer_weights is None,
     )
 
 
@@ -255,8 +252,9 @@ class Objective:
                 del style_features
             self.style_targets: dict[str, torch.Tensor] = grams
             self.gaussian_targets: dict[str, GaussianTarget] = {}
-            if plan.relative_style:
-                # Tensors, not floats: reading the magnitudes on the host would wait for the device.
+            if request.style_layer_weights is None:
+                # Default weights count relative to the painting's magnitude at each layer. Tensors,
+                # not floats: reading the magnitudes on the host would wait for the device.
                 self.style_layer_weights = {
                     name: weight / _style_magnitude(grams[name], self.style_loss)
                     for name, weight in plan.style_layer_weights.items()
