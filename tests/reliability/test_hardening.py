@@ -85,9 +85,11 @@ async def test_a_user_s_requests_count_against_their_limit_from_the_first_gate(w
     fake = world.fake
     user = world.user()
     picture, _, _ = small_image(images_dir / "tubingen.jpg", 48, "PNG")
-    # Each download takes a few seconds, so all three requests are in flight together.
+    # Each download takes about 7 s (3.5 kB at 256 bytes per half second, under the 20 s download
+    # timeout), so all three requests are in flight together even on a loaded machine; at 1024
+    # bytes per half second the first was sometimes accepted before the third was sent.
     slow = [
-        fake.add_attachment(picture, f"slow{index}.png", "image/png", fault=CdnFault.trickle(1024, 0.5))
+        fake.add_attachment(picture, f"slow{index}.png", "image/png", fault=CdnFault.trickle(256, 0.5))
         for index in range(3)
     ]
     first = await stylize(fake, user, content=slow[0], preset="starry_night", quality="fast")
